@@ -1,0 +1,34 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PYTHON  ?= python3
+HOST    ?= 0.0.0.0
+PORT    ?= 8000
+STAMP   := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: install run test migrate clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py demo_setup --base-url http://127.0.0.1:$(PORT)
+	@echo ""
+	@echo "Serving HTTP and WebSocket on http://127.0.0.1:$(PORT) (Ctrl-C to stop)"
+	$(PY) -m daphne -b $(HOST) -p $(PORT) \
+		--ping-interval $${WS_PING_INTERVAL:-20} --ping-timeout $${WS_PING_TIMEOUT:-30} \
+		--proxy-headers imserver.asgi:application
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage htmlcov

@@ -1,0 +1,64 @@
+"""Channel-layer names and the pushes that follow a commit."""
+import logging
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+
+def group_channel(group_id: str) -> str:
+    """The channel-layer group every connection of a group's members joins."""
+    return f"grp.{group_id}"
+
+
+def user_channel(user_id: str) -> str:
+    """The channel-layer group of one user's connections, for membership changes."""
+    return f"usr.{user_id}"
+
+
+def message_frame(message) -> dict:
+    """The push frame of a stored message: its fields at top level plus `type`."""
+    from chat.serializers import message_data
+
+    data = message_data(message)
+    data["type"] = "ai_reply" if message.msg_type == "AI_REPLY" else "message"
+    return data
+
+
+def _send(channel_group: str, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(channel_group, event)
+    except Exception:  # noqa: BLE001 - a push failure never undoes a stored message; clients sync.
+        logger.warning("push to %s failed", channel_group, exc_info=True)
+
+
+def message_push(message) -> None:
+    """Push a stored message to every connection of its group (called on commit)."""
+    _send(group_channel(message.group.group_id),
+          {"type": "chat.message", "frame": message_frame(message), "sent_at": time.time()})
+
+
+def membership_changed(*, member, joined: bool) -> None:
+    """Tell the member's own connections to join or leave, and the group who came or went."""
+    frame = {
+        "type": "member_joined" if joined else "member_left",
+        "group_id": member.group.group_id,
+        "user_id": member.user.user_id,
+        "user_role": member.user_role,
+    }
+    if joined:
+        _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame})
+        _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
+    else:
+        _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
+        _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame})
+
+
+def group_event(group_id: str, frame: dict) -> None:
+    """Push any frame (typing, ai_status) to a group's connections."""
+    _send(group_channel(group_id), {"type": "group.event", "frame": frame})

@@ -1,0 +1,129 @@
+"""The one send path: every message, from any transport, is written here."""
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from django.db import IntegrityError, connection, transaction
+
+from chat import realtime
+from chat.models import Message, MsgType
+from groups.models import ChatGroup, GroupMember
+from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
+from users.models import Role, User
+
+CLIENT_MSG_ID_MAX = 64
+
+
+class _Repeat(Exception):
+    """Raised inside the transaction to undo the seq bump when the message already exists."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+def _clean_content(content, msg_type: str) -> str:
+    if not isinstance(content, str):
+        raise ValidationFailed("content must be a string.", details={"content": ["Not a string."]})
+    content = content.strip()
+    if not content:
+        raise ValidationFailed("content may not be empty.", details={"content": ["Empty after trimming."]})
+    limit = settings.IM_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise PayloadTooLarge(f"content is longer than {limit} characters.",
+                              details={"content": [f"{len(content)} > {limit} characters."], "max_chars": limit})
+    if msg_type == MsgType.IMAGE:
+        try:
+            URLValidator(schemes=["http", "https"])(content)
+        except DjangoValidationError as exc:
+            raise ValidationFailed("An IMAGE message's content must be an http(s) URL.",
+                                   details={"content": ["Not a URL."]}) from exc
+    return content
+
+
+def _check_client_msg_id(client_msg_id) -> str | None:
+    if client_msg_id in (None, ""):
+        return None
+    if not isinstance(client_msg_id, str) or len(client_msg_id) > CLIENT_MSG_ID_MAX:
+        raise ValidationFailed(f"client_msg_id must be a string of at most {CLIENT_MSG_ID_MAX} characters.",
+                               details={"client_msg_id": ["Too long or not a string."]})
+    return client_msg_id
+
+
+def _existing(group: ChatGroup, sender: User, client_msg_id: str) -> Message | None:
+    return (Message.objects.select_related("reply_to")
+            .filter(group=group, sender=sender, client_msg_id=client_msg_id).first())
+
+
+def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str = MsgType.TEXT,
+                     client_msg_id: str | None = None) -> tuple[str, str, str | None]:
+    """Check a message before it is stored: `(sender's in-group role, trimmed content, client_msg_id)`."""
+    if msg_type not in MsgType.values:
+        raise ValidationFailed(f"msg_type must be one of {', '.join(MsgType.values)}.",
+                               details={"msg_type": [f"Unknown type {msg_type!r}."]})
+    content = _clean_content(content, msg_type)
+    client_msg_id = _check_client_msg_id(client_msg_id)
+
+    member_role = (GroupMember.objects.filter(group=group, user=sender)
+                   .values_list("user_role", flat=True).first())
+    if member_role is None:
+        raise NotGroupMember(details={"group_id": group.group_id})
+    if msg_type == MsgType.AI_REPLY and member_role != Role.AI_ASSISTANT:
+        raise PermissionDeniedError("Only the group's AI assistant sends AI_REPLY messages.")
+
+    return member_role, content, client_msg_id
+
+
+def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = MsgType.TEXT,
+                 client_msg_id: str | None = None, reply_to: Message | None = None) -> tuple[Message, bool]:
+    """Store a message with the group's next seq and push it after commit.
+
+    Returns `(message, created)`; a repeat of `client_msg_id` by the same sender returns the first
+    message with `created` False."""
+    member_role, content, client_msg_id = message_validate(
+        sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id)
+    if client_msg_id is not None:
+        found = _existing(group, sender, client_msg_id)
+        if found is not None:
+            return _bind(found, group, sender), False
+    try:
+        with transaction.atomic():
+            seq = _next_seq(group)
+            if client_msg_id is not None:
+                # The group row is locked now, so a concurrent twin has either committed or not started.
+                found = _existing(group, sender, client_msg_id)
+                if found is not None:
+                    raise _Repeat(found)
+            message = Message.objects.create(
+                group=group, seq=seq, sender=sender, from_role=member_role, msg_type=msg_type,
+                content=content, client_msg_id=client_msg_id, reply_to=reply_to,
+            )
+            group.last_seq = seq
+            transaction.on_commit(lambda: realtime.message_push(message))
+    except _Repeat as repeat:
+        return _bind(repeat.message, group, sender), False
+    except IntegrityError:
+        if client_msg_id is None:
+            raise
+        found = _existing(group, sender, client_msg_id)
+        if found is None:
+            raise
+        return _bind(found, group, sender), False
+    return message, True
+
+
+def _next_seq(group: ChatGroup) -> int:
+    """Bump and return the group's last_seq; the row lock orders concurrent senders."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
+            [group.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("The group no longer exists.")
+    return row[0]
+
+
+def _bind(message: Message, group: ChatGroup, sender: User) -> Message:
+    message.group = group
+    message.sender = sender
+    return message

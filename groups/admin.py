@@ -1,0 +1,52 @@
+from django.contrib import admin
+
+from groups import services
+from groups.models import ChatGroup, GroupMember
+
+
+class GroupMemberInline(admin.TabularInline):
+    model = GroupMember
+    extra = 1
+    fields = ["user", "user_role", "joined_at"]
+    readonly_fields = ["joined_at"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(ChatGroup)
+class ChatGroupAdmin(admin.ModelAdmin):
+    """Groups with their members; every save goes through groups.services."""
+
+    list_display = ["group_name", "group_id", "ai_enabled", "last_seq", "created_by", "created_at"]
+    list_filter = ["ai_enabled"]
+    search_fields = ["group_name", "group_id"]
+    readonly_fields = ["group_id", "created_by", "last_seq", "created_at", "updated_at"]
+    fields = ["group_id", "group_name", "description", "ai_enabled", "created_by", "last_seq", "created_at",
+              "updated_at"]
+    inlines = [GroupMemberInline]
+
+    def save_model(self, request, obj, form, change):
+        data = {k: form.cleaned_data[k] for k in ("group_name", "description", "ai_enabled")}
+        if change:
+            services.group_update(group=ChatGroup.objects.get(pk=obj.pk), **data)
+        else:
+            created = services.group_create(creator=request.user, **data)
+            obj.pk, obj.group_id = created.pk, created.group_id
+
+    def save_formset(self, request, form, formset, change):
+        group = ChatGroup.objects.get(pk=form.instance.pk)
+        for inline in formset.forms:
+            if not inline.has_changed() and not (formset.can_delete and formset._should_delete_form(inline)):
+                continue
+            data, member = inline.cleaned_data, inline.instance
+            if not data:
+                continue
+            if formset._should_delete_form(inline):
+                if member.pk:
+                    services.member_remove(group=group, user=member.user)
+            elif member.pk:
+                services.member_role_change(member=GroupMember.objects.get(pk=member.pk),
+                                            user_role=data["user_role"])
+            elif data["user"].memberships.filter(group=group).exists():
+                continue  # the creator, already added by group_create
+            else:
+                services.member_add(group=group, user=data["user"], user_role=data["user_role"])

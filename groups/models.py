@@ -1,0 +1,59 @@
+from django.conf import settings
+from django.db import models
+
+from imserver import ids
+from users.models import Role
+
+
+class ChatGroupQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Groups the user belongs to; staff see all."""
+        if user.is_staff:
+            return self
+        return self.filter(memberships__user=user)
+
+
+class ChatGroup(models.Model):
+    """A care team: its members talk in one ordered stream of messages.
+
+    Named ChatGroup so that it is never mistaken for django.contrib.auth's permission Group."""
+
+    group_id = models.CharField(max_length=64, unique=True, default=ids.group_id, editable=False)
+    group_name = models.CharField(max_length=128)
+    description = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="created_groups"
+    )
+    ai_enabled = models.BooleanField(default=True)
+    last_seq = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChatGroupQuerySet.as_manager()
+
+    class Meta:
+        db_table = "groups"
+        ordering = ["-id"]
+        verbose_name = "group"
+
+    def __str__(self):
+        return f"{self.group_name} ({self.group_id})"
+
+
+class GroupMember(models.Model):
+    """A user's membership of a group, with the in-group role every routing decision uses."""
+
+    group = models.ForeignKey(ChatGroup, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    user_role = models.CharField(max_length=32, choices=Role.choices)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "group_members"
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["group", "user"], name="uq_group_member")]
+        indexes = [models.Index(fields=["user", "group"], name="ix_member_user_group")]
+        verbose_name = "member"
+
+    def __str__(self):
+        return f"{self.user_id}@{self.group_id} ({self.user_role})"

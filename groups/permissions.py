@@ -1,0 +1,30 @@
+"""Who may do what inside a group: every decision uses the in-group role."""
+from groups.models import ChatGroup, GroupMember
+from imserver.errors import NotFound, NotGroupMember, PermissionDeniedError
+from users.models import Role
+
+
+def member_role(user, group: ChatGroup) -> str | None:
+    return GroupMember.objects.filter(group=group, user=user).values_list("user_role", flat=True).first()
+
+
+def require_member(user, group: ChatGroup) -> str | None:
+    """The caller's in-group role; staff pass with None; anyone else is refused."""
+    role = member_role(user, group)
+    if role is None and not user.is_staff:
+        raise NotGroupMember(details={"group_id": group.group_id})
+    return role
+
+
+def require_doctor(user, group: ChatGroup) -> None:
+    """In-group DOCTORs and staff pass."""
+    role = require_member(user, group)
+    if not user.is_staff and role != Role.DOCTOR:
+        raise PermissionDeniedError("Only the group's doctors may do this.")
+
+
+def group_by_public_id(group_id: str) -> ChatGroup:
+    group = ChatGroup.objects.filter(group_id=group_id).first()
+    if group is None:
+        raise NotFound(f"No group {group_id!r}.", details={"group_id": group_id})
+    return group

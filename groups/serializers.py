@@ -1,0 +1,59 @@
+from rest_framework import serializers
+
+from groups.models import ChatGroup, GroupMember
+from users.models import Role
+
+
+class GroupSerializer(serializers.ModelSerializer):
+    created_by = serializers.SerializerMethodField()
+    member_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChatGroup
+        fields = ["group_id", "group_name", "description", "created_by", "ai_enabled", "member_count",
+                  "last_seq", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_created_by(self, group) -> str | None:
+        return group.created_by.user_id if group.created_by else None
+
+    def get_member_count(self, group) -> int:
+        count = getattr(group, "member_count", None)
+        return count if count is not None else group.memberships.count()
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    user_id = serializers.CharField(source="user.user_id")
+    username = serializers.CharField(source="user.username")
+
+    class Meta:
+        model = GroupMember
+        fields = ["user_id", "username", "user_role", "joined_at"]
+        read_only_fields = fields
+
+
+class MemberInSerializer(serializers.Serializer):
+    user_id = serializers.CharField(max_length=48)
+    user_role = serializers.ChoiceField(choices=Role.choices)
+
+
+class GroupCreateSerializer(serializers.Serializer):
+    group_name = serializers.CharField(max_length=128)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    members = MemberInSerializer(many=True, required=False, default=list)
+
+    def validate_members(self, members):
+        ids = [m["user_id"] for m in members]
+        if len(ids) != len(set(ids)):
+            raise serializers.ValidationError("A user is listed twice.")
+        return members
+
+
+class GroupUpdateSerializer(serializers.Serializer):
+    group_name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    ai_enabled = serializers.BooleanField(required=False)
+
+
+class MemberListSerializer(serializers.Serializer):
+    members = MemberSerializer(many=True)

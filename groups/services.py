@@ -1,0 +1,67 @@
+"""The only write paths for groups and their members."""
+from django.db import IntegrityError, transaction
+
+from chat import realtime
+from groups.models import ChatGroup, GroupMember
+from imserver.errors import AlreadyMember, NotFound, ValidationFailed
+from users.models import Role, User
+
+
+def _check_role(user_role: str) -> None:
+    if user_role not in Role.values:
+        raise ValidationFailed(f"user_role must be one of {', '.join(Role.values)}.",
+                               details={"user_role": [f"Unknown role {user_role!r}."]})
+
+
+@transaction.atomic
+def group_create(*, creator: User, group_name: str, description: str = "",
+                 members: list[tuple[User, str]] = (), ai_enabled: bool = True) -> ChatGroup:
+    """Create a group; the creator joins as an in-group DOCTOR, then the listed members join."""
+    group = ChatGroup.objects.create(group_name=group_name, description=description, created_by=creator,
+                                     ai_enabled=ai_enabled)
+    member_add(group=group, user=creator, user_role=Role.DOCTOR)
+    for user, user_role in members:
+        if user.pk != creator.pk:
+            member_add(group=group, user=user, user_role=user_role)
+    return group
+
+
+def group_update(*, group: ChatGroup, **changes) -> ChatGroup:
+    """Rename, describe, or switch the group's AI on or off."""
+    allowed = {"group_name", "description", "ai_enabled"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValidationFailed(f"Cannot change {', '.join(sorted(unknown))}.")
+    for field, value in changes.items():
+        setattr(group, field, value)
+    group.save(update_fields=[*changes, "updated_at"])
+    return group
+
+
+def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
+    """Add a user to a group; their open connections join it at once."""
+    _check_role(user_role)
+    try:
+        with transaction.atomic():
+            member = GroupMember.objects.create(group=group, user=user, user_role=user_role)
+    except IntegrityError as exc:
+        raise AlreadyMember(details={"user_id": user.user_id, "group_id": group.group_id}) from exc
+    transaction.on_commit(lambda: realtime.membership_changed(member=member, joined=True))
+    return member
+
+
+def member_role_change(*, member: GroupMember, user_role: str) -> GroupMember:
+    """Change a member's in-group role."""
+    _check_role(user_role)
+    member.user_role = user_role
+    member.save(update_fields=["user_role"])
+    return member
+
+
+def member_remove(*, group: ChatGroup, user: User) -> None:
+    """Remove a user from a group; their open connections leave it at once."""
+    member = GroupMember.objects.filter(group=group, user=user).select_related("group", "user").first()
+    if member is None:
+        raise NotFound("The user is not a member of this group.", details={"user_id": user.user_id})
+    member.delete()
+    transaction.on_commit(lambda: realtime.membership_changed(member=member, joined=False))

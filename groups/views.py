@@ -1,0 +1,113 @@
+from django.db.models import Count
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from groups import services
+from groups.models import ChatGroup, GroupMember
+from groups.permissions import group_by_public_id, require_doctor, require_member
+from groups.serializers import (
+    GroupCreateSerializer,
+    GroupSerializer,
+    GroupUpdateSerializer,
+    MemberInSerializer,
+    MemberListSerializer,
+    MemberSerializer,
+)
+from imserver.errors import NotFound, PermissionDeniedError
+from imserver.pagination import paginator_for
+from imserver.schema import ERRORS
+from users.models import Role, User
+
+
+def user_by_public_id(user_id: str) -> User:
+    user = User.objects.filter(user_id=user_id).first()
+    if user is None:
+        raise NotFound(f"No user {user_id!r}.", details={"user_id": user_id})
+    return user
+
+
+@extend_schema(tags=["groups"])
+class GroupViewSet(viewsets.GenericViewSet):
+    queryset = ChatGroup.objects.all()
+    serializer_class = GroupSerializer
+    lookup_field = "group_id"
+    pagination_class = paginator_for("groups")
+
+    def get_queryset(self):
+        return (ChatGroup.objects.visible_to(self.request.user).select_related("created_by")
+                .annotate(member_count=Count("memberships", distinct=True)).order_by("-id"))
+
+    def _group(self) -> ChatGroup:
+        return group_by_public_id(self.kwargs["group_id"])
+
+    def _answer(self, group: ChatGroup, code=status.HTTP_200_OK) -> Response:
+        group = ChatGroup.objects.select_related("created_by").annotate(
+            member_count=Count("memberships")).get(pk=group.pk)
+        return Response(GroupSerializer(group).data, status=code)
+
+    @extend_schema(responses={200: GroupSerializer(many=True), **ERRORS})
+    def list(self, request):
+        """The caller's groups (staff: all), newest first."""
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(GroupSerializer(page, many=True).data)
+
+    @extend_schema(request=GroupCreateSerializer, responses={201: GroupSerializer, **ERRORS})
+    @action(detail=False, methods=["post"], url_path="create")
+    def create_group(self, request):
+        """Create a group (DOCTOR users and staff); the creator joins as an in-group DOCTOR."""
+        if not (request.user.is_staff or request.user.user_role == Role.DOCTOR):
+            raise PermissionDeniedError("Only doctors and staff may create groups.")
+        body = GroupCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        members = [(user_by_public_id(m["user_id"]), m["user_role"]) for m in data["members"]]
+        group = services.group_create(creator=request.user, group_name=data["group_name"],
+                                      description=data["description"], members=members)
+        return self._answer(group, status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: GroupSerializer, **ERRORS})
+    def retrieve(self, request, group_id=None):
+        """One group, for its members and staff."""
+        group = self._group()
+        require_member(request.user, group)
+        return self._answer(group)
+
+    @extend_schema(request=GroupUpdateSerializer, responses={200: GroupSerializer, **ERRORS})
+    def partial_update(self, request, group_id=None):
+        """Rename the group or switch its AI (in-group DOCTORs and staff)."""
+        group = self._group()
+        require_doctor(request.user, group)
+        body = GroupUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.group_update(group=group, **body.validated_data)
+        return self._answer(group)
+
+    @extend_schema(methods=["get"], request=None, responses={200: MemberListSerializer, **ERRORS})
+    @extend_schema(methods=["post"], request=MemberInSerializer, responses={201: MemberSerializer, **ERRORS})
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request, group_id=None):
+        """List the members (members, staff) or add one (in-group DOCTORs, staff)."""
+        group = self._group()
+        if request.method == "GET":
+            require_member(request.user, group)
+            members = GroupMember.objects.filter(group=group).select_related("user").order_by("id")
+            return Response({"members": MemberSerializer(members, many=True).data})
+        require_doctor(request.user, group)
+        body = MemberInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = user_by_public_id(body.validated_data["user_id"])
+        member = services.member_add(group=group, user=user, user_role=body.validated_data["user_role"])
+        return Response(MemberSerializer(member).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None, **ERRORS},
+                   parameters=[OpenApiParameter("member_user_id", str, OpenApiParameter.PATH)])
+    @action(detail=True, methods=["delete"], url_path=r"members/(?P<member_user_id>[^/.]+)")
+    def member_remove(self, request, group_id=None, member_user_id=None):
+        """Remove a member: the member itself, in-group DOCTORs, staff."""
+        group = self._group()
+        if member_user_id != request.user.user_id:
+            require_doctor(request.user, group)
+        services.member_remove(group=group, user=user_by_public_id(member_user_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

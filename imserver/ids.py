@@ -1,0 +1,35 @@
+"""Public identifiers: a prefix, then a ULID-style body that sorts by creation time."""
+import os
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str) -> str:
+    """`<prefix>_` + 10 chars of milliseconds + 16 random chars (80 bits)."""
+    millis = time.time_ns() // 1_000_000
+    return f"{prefix}_{_encode(millis, 10)}{_encode(int.from_bytes(os.urandom(10), 'big'), 16)}"
+
+
+def user_id() -> str:
+    return new_id("user")
+
+
+def group_id() -> str:
+    return new_id("group")
+
+
+def message_id() -> str:
+    return new_id("msg")
+
+
+def record_id() -> str:
+    return new_id("air")

@@ -1,0 +1,42 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from chat.views import MessageViewSet
+from groups.views import GroupViewSet
+from imserver import errors, health
+from users.views import LoginView, RefreshView, UserViewSet
+
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """The contract: a trailing slash is accepted and optional everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
+router.register("user", UserViewSet, basename="user")
+router.register("group", GroupViewSet, basename="group")
+router.register("message", MessageViewSet, basename="message")
+
+urlpatterns = [
+    re_path(r"^health/?$", health.health, name="health"),
+    re_path(r"^health/ready/?$", health.ready, name="health-ready"),
+    re_path(r"^api/auth/token/?$", LoginView.as_view(), name="token"),
+    re_path(r"^api/auth/token/refresh/?$", RefreshView.as_view(), name="token-refresh"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/", include(router.urls)),
+    path("api-auth/", include("rest_framework.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = errors.json_bad_request
+handler403 = errors.json_permission_denied
+handler404 = errors.json_not_found
+handler500 = errors.json_server_error

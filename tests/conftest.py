@@ -1,0 +1,64 @@
+import pytest
+from rest_framework.test import APIClient
+
+from groups.services import group_create, member_add
+from users.models import Role
+from users.services import user_create, user_tokens
+
+
+@pytest.fixture
+def make_user(db):
+    counter = iter(range(1, 10_000))
+
+    def make(role=Role.PATIENT, *, username=None, password=None, is_staff=False):
+        return user_create(username=username or f"{role.lower()}_{next(counter)}", user_role=role,
+                           password=password, is_staff=is_staff)
+
+    return make
+
+
+@pytest.fixture
+def client_for():
+    """An API client authenticated as the user with a Bearer access token."""
+
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_tokens(user=user)['access']}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def doctor(make_user):
+    return make_user(Role.DOCTOR)
+
+
+@pytest.fixture
+def patient(make_user):
+    return make_user(Role.PATIENT)
+
+
+@pytest.fixture
+def assistant(make_user):
+    return make_user(Role.AI_ASSISTANT)
+
+
+@pytest.fixture
+def outsider(make_user):
+    return make_user(Role.PATIENT)
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user(Role.DOCTOR, is_staff=True)
+
+
+@pytest.fixture
+def care_group(doctor, patient, assistant):
+    """A group made by `doctor`, with `patient` and `assistant` as members."""
+    group = group_create(creator=doctor, group_name="Ward 7")
+    member_add(group=group, user=patient, user_role=Role.PATIENT)
+    member_add(group=group, user=assistant, user_role=Role.AI_ASSISTANT)
+    return group

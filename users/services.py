@@ -1,0 +1,73 @@
+"""The only write paths for users."""
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from imserver.errors import Conflict, ValidationFailed
+from users.models import Role, User
+
+
+def _check_role(user_role: str) -> None:
+    if user_role not in Role.values:
+        raise ValidationFailed(
+            f"user_role must be one of {', '.join(Role.values)}.", details={"user_role": [f"Unknown role {user_role!r}."]}
+        )
+
+
+def user_create(
+    *,
+    username: str,
+    user_role: str = Role.PATIENT,
+    password: str | None = None,
+    is_staff: bool = False,
+    is_superuser: bool = False,
+) -> User:
+    """Create a user; without a password the user can only get tokens minted by staff."""
+    _check_role(user_role)
+    user = User(username=username, user_role=user_role, is_staff=is_staff, is_superuser=is_superuser)
+    if password:
+        try:
+            validate_password(password, user)
+        except DjangoValidationError as exc:
+            raise ValidationFailed(exc.messages[0], details={"password": exc.messages}) from exc
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:
+        raise Conflict(f"The username {username!r} is taken.", details={"username": ["taken"]}) from exc
+    return user
+
+
+def user_role_change(*, user: User, user_role: str) -> User:
+    """Change a user's system role (in-group roles are left as they are)."""
+    _check_role(user_role)
+    user.user_role = user_role
+    user.save(update_fields=["user_role", "updated_at"])
+    return user
+
+
+def user_update(*, user: User, is_staff: bool | None = None, is_active: bool | None = None,
+                password: str | None = None) -> User:
+    """Operator changes to a user's flags and password."""
+    fields = ["updated_at"]
+    if is_staff is not None:
+        user.is_staff = is_staff
+        fields.append("is_staff")
+    if is_active is not None:
+        user.is_active = is_active
+        fields.append("is_active")
+    if password:
+        user.set_password(password)
+        fields.append("password")
+    user.save(update_fields=fields)
+    return user
+
+
+def user_tokens(*, user: User) -> dict:
+    """A fresh access and refresh token pair for the user."""
+    refresh = RefreshToken.for_user(user)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}

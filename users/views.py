@@ -1,0 +1,83 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from imserver.schema import ERRORS
+from users import services
+from users.models import User
+from users.permissions import IsStaff
+from users.serializers import (
+    AccessSerializer,
+    LoginResponseSerializer,
+    LoginSerializer,
+    RoleChangeSerializer,
+    TokenPairSerializer,
+    UserCreateSerializer,
+    UserSerializer,
+)
+
+
+@extend_schema(tags=["auth"], responses={200: LoginResponseSerializer, **ERRORS})
+class LoginView(TokenObtainPairView):
+    """Exchange a username and password for an access and a refresh token."""
+
+    serializer_class = LoginSerializer
+
+
+@extend_schema(tags=["auth"], responses={200: AccessSerializer, **ERRORS})
+class RefreshView(TokenRefreshView):
+    """Exchange a refresh token for a new access token."""
+
+
+@extend_schema(tags=["users"])
+class UserViewSet(viewsets.GenericViewSet):
+    queryset = User.objects.all()
+    serializer_class = UserSerializer
+    lookup_field = "user_id"
+
+    def get_permissions(self):
+        if self.action in ("create_user", "role", "token"):
+            return [IsStaff()]
+        return super().get_permissions()
+
+    @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer, **ERRORS})
+    @action(detail=False, methods=["post"], url_path="create")
+    def create_user(self, request):
+        """Create a user (staff)."""
+        body = UserCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        user = services.user_create(**body.validated_data)
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: UserSerializer, **ERRORS})
+    @action(detail=False, methods=["get"])
+    def me(self, request):
+        """The calling user."""
+        return Response(UserSerializer(request.user).data)
+
+    @extend_schema(responses={200: UserSerializer, **ERRORS})
+    def retrieve(self, request, user_id=None):
+        """One user by id."""
+        return Response(UserSerializer(self.get_object()).data)
+
+    @extend_schema(request=RoleChangeSerializer, responses={200: UserSerializer, **ERRORS})
+    @action(detail=True, methods=["put"])
+    def role(self, request, user_id=None):
+        """Change a user's system role (staff)."""
+        user = self.get_object()
+        body = RoleChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(UserSerializer(services.user_role_change(user=user, **body.validated_data)).data)
+
+    @extend_schema(request=None, responses={200: TokenPairSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def token(self, request, user_id=None):
+        """Mint tokens for a user, e.g. one without a password (staff, server-to-server)."""
+        return Response(services.user_tokens(user=self.get_object()))
+
+
+LoginView.permission_classes = [AllowAny]
+RefreshView.permission_classes = [AllowAny]
