@@ -1,0 +1,83 @@
+"""A small WebSocket client for end-to-end tests, built on the `websockets` library."""
+import asyncio
+import json
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+
+class Client:
+    """One user's connection; keeps every frame it receives, and the messages it has seen by seq."""
+
+    def __init__(self, name: str, user_id: str, token: str):
+        self.name, self.user_id, self.token = name, user_id, token
+        self.frames: list[dict] = []
+        self.history: dict[str, dict[int, dict]] = {}  # group_id -> seq -> message, deduplicated
+        self.push_seqs: list[tuple[str, int]] = []  # (group, seq) of every push on every connection
+        self.connection_pushes: list[list[tuple[str, int]]] = []
+        self.ws = None
+        self.reader = None
+        self.closed = asyncio.Event()
+
+    async def connect(self, ws_base: str):
+        self.closed = asyncio.Event()
+        self.ws = await connect(f"{ws_base}/ws/{self.user_id}?token={self.token}", open_timeout=10)
+        self.connection_pushes.append([])
+        self.reader = asyncio.create_task(self._read(self.ws, self.connection_pushes[-1]))
+        return await self.wait_for(lambda f: f["type"] == "connected")
+
+    async def _read(self, ws, pushes):
+        try:
+            async for raw in ws:
+                frame = json.loads(raw)
+                self.frames.append(frame)
+                if frame["type"] in ("message", "ai_reply"):
+                    pushes.append((frame["group_id"], frame["seq"]))
+                    self.push_seqs.append((frame["group_id"], frame["seq"]))
+                    self._remember(frame)
+                elif frame["type"] == "sync_result":
+                    for message in frame["messages"]:
+                        self._remember(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+
+    def _remember(self, message):
+        self.history.setdefault(message["group_id"], {})[message["seq"]] = message
+
+    def last_seq(self, group_id: str) -> int:
+        """The highest seq seen with nothing missing below it."""
+        seen, seq = self.history.get(group_id, {}), 0
+        while seq + 1 in seen:
+            seq += 1
+        return seq
+
+    async def send(self, frame: dict):
+        await self.ws.send(json.dumps(frame))
+
+    async def wait_for(self, predicate, timeout: float = 10.0, start: int = 0):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for frame in self.frames[start:]:
+                if predicate(frame):
+                    return frame
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{self.name}: no matching frame in {timeout}s; last: {self.frames[-3:]}")
+            await asyncio.sleep(0.02)
+
+    async def sync_all(self, group_id: str, timeout: float = 10.0):
+        """The reconnect recipe: sync from the last seq seen until nothing more is missing."""
+        while True:
+            mark = len(self.frames)
+            await self.send({"type": "sync", "group_id": group_id, "after_seq": self.last_seq(group_id)})
+            result = await self.wait_for(lambda f: f["type"] == "sync_result" and f["group_id"] == group_id,
+                                         timeout, start=mark)
+            if not result["has_more"]:
+                return
+
+    async def close(self):
+        if self.ws is not None:
+            await self.ws.close()
+        if self.reader is not None:
+            await asyncio.wait([self.reader], timeout=5)
