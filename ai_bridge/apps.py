@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class AiBridgeConfig(AppConfig):
     name = "ai_bridge"
     verbose_name = "AI bridge"
+
+    def ready(self):
+        from ai_bridge import signals  # noqa: F401 - connects the post_save receiver

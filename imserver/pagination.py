@@ -34,6 +34,8 @@ class ContractPagination(BasePagination):
         self.page_size = params.validated_data["page_size"] or settings.IM_PAGE_SIZE_DEFAULT
         self.total = queryset.count()
         start = (self.page - 1) * self.page_size
+        if start >= self.total:
+            return []  # never hand the database an offset past the end: a huge page overflows its integers
         return list(queryset[start : start + self.page_size])
 
     def get_paginated_response(self, data):

@@ -226,3 +226,42 @@ WS_RATE_INTERVAL = env.float("WS_RATE_INTERVAL", default=10.0)
 # Daphne's server pings: the interval, and how long a silent client is kept (passed by `make run`).
 WS_PING_INTERVAL = env.int("WS_PING_INTERVAL", default=20)
 WS_PING_TIMEOUT = env.int("WS_PING_TIMEOUT", default=30)
+
+# --- AI bridge ---------------------------------------------------------------------------------
+# The embedded default is the bundled reference AI service that `make run` starts on port 8001.
+AI_SERVICE_URL = env.str("AI_SERVICE_URL", default="http://127.0.0.1:8001/reply")
+AI_SERVICE_PROTOCOL = env.str("AI_SERVICE_PROTOCOL", default="simple")  # "simple" or "openai"
+AI_SERVICE_API_KEY = env.str("AI_SERVICE_API_KEY", default="reference-ai-key")
+AI_MODEL = env.str("AI_MODEL", default="reference")
+AI_SERVICE_TIMEOUT = env.float("AI_SERVICE_TIMEOUT", default=30.0)
+AI_HISTORY_MESSAGES = env.int("AI_HISTORY_MESSAGES", default=20)
+AI_MAX_RETRIES = env.int("AI_MAX_RETRIES", default=3)
+AI_RETRY_BACKOFF = env.float("AI_RETRY_BACKOFF", default=1.0)  # first wait, doubled each retry, with jitter
+AI_RETRY_BACKOFF_MAX = env.float("AI_RETRY_BACKOFF_MAX", default=30.0)
+AI_MAX_REPLY_CHARS = env.int("AI_MAX_REPLY_CHARS", default=IM_MAX_MESSAGE_CHARS)
+AI_ASSISTANT_USERNAME = env.str("AI_ASSISTANT_USERNAME", default="ai_assistant")
+AI_SYSTEM_PROMPT = env.str("AI_SYSTEM_PROMPT", default="You are a care team's assistant. Answer the patient kindly.")
+# A record still PROCESSING after this many seconds is dispatched again by the sweep.
+AI_STALE_AFTER = env.int(
+    "AI_STALE_AFTER",
+    default=int((AI_SERVICE_TIMEOUT + AI_RETRY_BACKOFF_MAX) * (AI_MAX_RETRIES + 1)) + 60,
+)
+AI_SWEEP_INTERVAL = env.int("AI_SWEEP_INTERVAL", default=60)
+# Threads running AI calls in-process when there is no broker (the embedded system).
+AI_LOCAL_WORKERS = env.int("AI_LOCAL_WORKERS", default=4)
+
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than a task can take with all its retries, so a slow task is not handed out twice.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=AI_STALE_AFTER + 60),
+    # How often a worker looks for tasks whose worker died (unacknowledged past the visibility timeout).
+    "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": 1,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BEAT_SCHEDULE = {
+    "ai-records-sweep": {"task": "ai_bridge.tasks.ai_records_sweep", "schedule": float(AI_SWEEP_INTERVAL)},
+}

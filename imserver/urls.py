@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from ai_bridge.views import AIInteractionViewSet, AITestViewSet
 from chat.views import MessageViewSet
 from groups.views import GroupViewSet
 from imserver import errors, health
@@ -22,6 +23,8 @@ router = OptionalSlashRouter()
 router.register("user", UserViewSet, basename="user")
 router.register("group", GroupViewSet, basename="group")
 router.register("message", MessageViewSet, basename="message")
+router.register("ai/interactions", AIInteractionViewSet, basename="ai-interaction")
+router.register("ai", AITestViewSet, basename="ai")
 
 urlpatterns = [
     re_path(r"^health/?$", health.health, name="health"),

@@ -62,3 +62,10 @@ def care_group(doctor, patient, assistant):
     member_add(group=group, user=patient, user_role=Role.PATIENT)
     member_add(group=group, user=assistant, user_role=Role.AI_ASSISTANT)
     return group
+
+
+@pytest.fixture(autouse=True)
+def _tasks_in_process(request, settings):
+    """Outside end-to-end tests, AI tasks run in-process (the embedded system), not on a broker."""
+    if "e2e" not in request.keywords:
+        settings.CELERY_TASK_ALWAYS_EAGER = True

@@ -44,34 +44,36 @@ def server_env(**extra) -> dict:
     return env
 
 
-class Server:
-    """One daphne process on its own port."""
+class Process:
+    """One real process of the system, its output in a log file of the test."""
 
-    def __init__(self, log_dir: Path, name: str, **env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
+    def __init__(self, log_dir: Path, name: str, argv: list[str], health_url: str | None = None, **env):
+        self.name, self.health_url = name, health_url
         self.log_path = log_dir / f"{name}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "imserver.asgi:application"],
-            cwd=ROOT, env=server_env(**env), stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=server_env(**env), stdout=self.log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 30) -> "Server":
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30, ready_text: str | None = None):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+                raise RuntimeError(f"{self.name} exited: {self.output()[-2000:]}")
+            if ready_text is not None and ready_text in self.output():
+                return self
+            if self.health_url is not None:
+                try:
+                    if httpx.get(self.health_url, timeout=1).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
             time.sleep(0.1)
-        raise RuntimeError(f"server not ready: {self.log_path.read_text()[-2000:]}")
+        raise RuntimeError(f"{self.name} not ready: {self.output()[-2000:]}")
 
     def kill(self):
+        """kill -9."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
@@ -86,16 +88,62 @@ class Server:
         self.log.close()
 
 
+class Server(Process):
+    """A daphne process on its own port."""
+
+    def __init__(self, log_dir: Path, name: str, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "imserver.asgi:application"]
+        super().__init__(log_dir, name, argv, health_url=f"{self.url}/health", **env)
+
+
 @pytest.fixture
-def start_server(tmp_path):
-    """Start daphne servers; all are stopped at the end of the test."""
-    servers = []
+def processes(tmp_path):
+    """Start processes; every one still running is stopped at the end of the test."""
+    started = []
+
+    def start(process: Process, **ready) -> Process:
+        started.append(process)
+        return process.wait_ready(**ready)
+
+    start.log_dir = tmp_path
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def start_server(processes):
+    """Start a daphne server sharing the test database and Redis."""
 
     def start(name: str = "server", **env) -> Server:
-        server = Server(tmp_path, name, **env)
-        servers.append(server)
-        return server.wait_ready()
+        return processes(Server(processes.log_dir, name, **env))
 
-    yield start
-    for server in servers:
-        server.stop()
+    return start
+
+
+@pytest.fixture
+def start_worker(processes):
+    """Start a Celery worker on the test database and the Redis broker."""
+
+    def start(name: str = "worker", **env) -> Process:
+        argv = [sys.executable, "-m", "celery", "-A", "imserver", "worker", "--loglevel", "info",
+                "--concurrency", "2", "--hostname", f"{name}-{free_port()}@%h", "--without-gossip", "--without-mingle"]
+        return processes(Process(processes.log_dir, name, argv, **env), ready_text="ready.")
+
+    return start
+
+
+@pytest.fixture
+def start_ai_service(processes):
+    """Start the reference AI service as its own process; returns (process, url)."""
+
+    def start(*extra: str, api_key: str = "e2e-ai-key") -> tuple[Process, str]:
+        port = free_port()
+        argv = [sys.executable, "manage.py", "ai_reference_serve", "--port", str(port), "--api-key", api_key, *extra]
+        process = processes(Process(processes.log_dir, "ai-service", argv, health_url=f"http://127.0.0.1:{port}/"))
+        return process, f"http://127.0.0.1:{port}/reply"
+
+    return start

@@ -1,0 +1,43 @@
+from rest_framework import serializers
+
+from ai_bridge.models import AIInteractionRecord, Status
+
+
+class RecordSerializer(serializers.ModelSerializer):
+    group_id = serializers.CharField(source="group.group_id")
+    user_message_id = serializers.CharField(source="user_message.message_id")
+    ai_message_id = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AIInteractionRecord
+        fields = ["record_id", "group_id", "user_message_id", "ai_message_id", "status", "attempts", "duration_ms",
+                  "error_message", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_ai_message_id(self, record) -> str | None:
+        return record.ai_message.message_id if record.ai_message else None
+
+
+class RecordDetailSerializer(RecordSerializer):
+    """Staff also see what was sent and answered."""
+
+    class Meta(RecordSerializer.Meta):
+        fields = [*RecordSerializer.Meta.fields, "service_url", "request_body", "response_body"]
+        read_only_fields = fields
+
+
+class RecordFilter(serializers.Serializer):
+    group_id = serializers.CharField(required=False, max_length=64)
+    status = serializers.ChoiceField(choices=Status.choices, required=False)
+
+
+class ProbeSerializer(serializers.Serializer):
+    message = serializers.CharField(required=False, default="Hello from the IM server's AI test.", max_length=4000)
+
+
+class ProbeResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    reply = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
