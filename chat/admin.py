@@ -59,5 +59,8 @@ class MessageAdmin(admin.ModelAdmin):
                                   msg_type=data["msg_type"])
         obj.pk = message.pk
 
+    def has_change_permission(self, request, obj=None):
+        return False  # stored messages are shown, never edited (a POST would otherwise send a new one)
+
     def has_delete_permission(self, request, obj=None):
         return False

@@ -4,6 +4,17 @@ from rest_framework import serializers
 from chat.models import Message, MsgType
 from chat.services import CLIENT_MSG_ID_MAX
 
+SEQ_MAX = 2**63 - 1  # the largest value of the seq column
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: a number or a boolean is a wrong type, as it is over the WebSocket."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
 
 def _iso(value) -> str:
     return value.isoformat().replace("+00:00", "Z")
@@ -45,15 +56,15 @@ class MessageSerializer(serializers.Serializer):
 class SendSerializer(serializers.Serializer):
     group_id = serializers.CharField(max_length=64)
     # Length is checked by the service after trimming, so it can answer 413 rather than 400.
-    content = serializers.CharField(trim_whitespace=False, allow_blank=True)
+    content = StrictCharField(trim_whitespace=False, allow_blank=True)
     msg_type = serializers.ChoiceField(choices=[MsgType.TEXT, MsgType.IMAGE], default=MsgType.TEXT)
-    client_msg_id = serializers.CharField(max_length=CLIENT_MSG_ID_MAX, required=False, allow_null=True,
-                                          allow_blank=False)
+    client_msg_id = StrictCharField(max_length=CLIENT_MSG_ID_MAX, required=False, allow_null=True,
+                                    allow_blank=False)
 
 
 class ListParams(serializers.Serializer):
     group_id = serializers.CharField(max_length=64)
-    after_seq = serializers.IntegerField(min_value=0, required=False)
+    after_seq = serializers.IntegerField(min_value=0, max_value=SEQ_MAX, required=False)
     limit = serializers.IntegerField(min_value=1, required=False)
     page = serializers.IntegerField(required=False)
     page_size = serializers.IntegerField(required=False)

@@ -34,6 +34,8 @@ class ChatGroupAdmin(admin.ModelAdmin):
 
     def save_formset(self, request, form, formset, change):
         group = ChatGroup.objects.get(pk=form.instance.pk)
+        # What formset.save() would have recorded; the admin's change message reads these.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for inline in formset.forms:
             if not inline.has_changed() and not (formset.can_delete and formset._should_delete_form(inline)):
                 continue
@@ -43,10 +45,13 @@ class ChatGroupAdmin(admin.ModelAdmin):
             if formset._should_delete_form(inline):
                 if member.pk:
                     services.member_remove(group=group, user=member.user)
+                    formset.deleted_objects.append(member)
             elif member.pk:
-                services.member_role_change(member=GroupMember.objects.get(pk=member.pk),
-                                            user_role=data["user_role"])
+                changed = services.member_role_change(member=GroupMember.objects.get(pk=member.pk),
+                                                      user_role=data["user_role"])
+                formset.changed_objects.append((changed, inline.changed_data))
             elif data["user"].memberships.filter(group=group).exists():
                 continue  # the creator, already added by group_create
             else:
-                services.member_add(group=group, user=data["user"], user_role=data["user_role"])
+                formset.new_objects.append(
+                    services.member_add(group=group, user=data["user"], user_role=data["user_role"]))

@@ -10,7 +10,8 @@ class ChatGroupQuerySet(models.QuerySet):
         """Groups the user belongs to; staff see all."""
         if user.is_staff:
             return self
-        return self.filter(memberships__user=user)
+        # A subquery, not a join: a join would also narrow any later Count("memberships") to the caller.
+        return self.filter(pk__in=GroupMember.objects.filter(user=user).values("group"))
 
 
 class ChatGroup(models.Model):

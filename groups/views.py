@@ -102,12 +102,12 @@ class GroupViewSet(viewsets.GenericViewSet):
         return Response(MemberSerializer(member).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None, **ERRORS},
-                   parameters=[OpenApiParameter("member_user_id", str, OpenApiParameter.PATH)])
-    @action(detail=True, methods=["delete"], url_path=r"members/(?P<member_user_id>[^/.]+)")
-    def member_remove(self, request, group_id=None, member_user_id=None):
+                   parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH)])
+    @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>[^/.]+)")
+    def member_remove(self, request, group_id=None, user_id=None):
         """Remove a member: the member itself, in-group DOCTORs, staff."""
         group = self._group()
-        if member_user_id != request.user.user_id:
+        if user_id != request.user.user_id:
             require_doctor(request.user, group)
-        services.member_remove(group=group, user=user_by_public_id(member_user_id))
+        services.member_remove(group=group, user=user_by_public_id(user_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

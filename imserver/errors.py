@@ -129,7 +129,8 @@ def exception_handler(exc, context):
         else:
             code, http_status = "ERROR", exc.status_code
         if isinstance(exc, (exceptions.ValidationError, exceptions.ParseError)):
-            details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            detail = exc.detail if isinstance(exc.detail, (dict, list)) else [exc.detail]  # ParseError: one string
+            details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
             message = _first_message(exc.detail)
         else:
             details, message = {}, str(exc.detail)

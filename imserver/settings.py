@@ -12,7 +12,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEFAULT_SECRET_KEY = "insecure-default-key-for-local-development-only"
 SECRET_KEY = env.str("SECRET_KEY", default=DEFAULT_SECRET_KEY)
@@ -63,7 +64,7 @@ ASGI_APPLICATION = "imserver.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "imserver" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.password_validation import validate_password
 
 from users import services
 from users.models import User
@@ -13,6 +14,13 @@ class UserAdminForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["username", "user_role", "is_staff", "is_active"]
+
+    def clean_password(self):
+        # Refused on the form, not as a server error from the service.
+        password = self.cleaned_data.get("password")
+        if password:
+            validate_password(password, self.instance)
+        return password
 
 
 @admin.register(User)
