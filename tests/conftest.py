@@ -5,6 +5,8 @@ from groups.services import group_create, member_add
 from users.models import Role
 from users.services import user_create, user_tokens
 
+pytest_plugins = ["tests.live", "tests.ai_support"]
+
 
 @pytest.fixture
 def make_user(db):

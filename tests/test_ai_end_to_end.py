@@ -5,7 +5,7 @@ import pytest
 
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.models import Message, MsgType
-from tests.live import needs_real_services, processes, start_ai_service, start_server, start_worker  # noqa: F401
+from tests.live import needs_real_services
 from tests.test_ai_routing import wait_for
 from tests.wsclient import Client
 from users.models import Role

@@ -7,7 +7,6 @@ from ai_bridge import tasks
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.models import Message, MsgType
 from chat.services import message_send
-from tests.ai_support import ai_service  # noqa: F401 - fixture
 from tests.test_ai_routing import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

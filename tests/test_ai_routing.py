@@ -7,7 +7,6 @@ from ai_bridge.models import AIInteractionRecord, Status
 from chat.models import Message, MsgType
 from chat.services import message_send
 from groups.services import group_update
-from tests.ai_support import ai_service  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from groups.services import group_create, member_add
-from tests.live import needs_real_services, start_server  # noqa: F401 - fixture
+from tests.live import needs_real_services
 from tests.wsclient import Client
 from users.models import Role
 from users.services import user_tokens
@@ -54,3 +54,8 @@ def test_messages_reach_every_member_on_both_servers(start_server, make_user):
             await client.close()
 
     asyncio.run(scenario())
+    # The servers logged the connections, but never the tokens in their query strings.
+    logs = a.output() + b.output()
+    for user in (doctor, li, wang):
+        assert user.user_id in logs
+    assert "token=" not in logs and "eyJ" not in logs

@@ -6,7 +6,7 @@ import pytest
 
 from chat.models import Message
 from groups.services import group_create, member_add
-from tests.live import needs_real_services, start_server  # noqa: F401 - fixture
+from tests.live import needs_real_services
 from tests.wsclient import Client
 from users.models import Role
 from users.services import user_tokens
