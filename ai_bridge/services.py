@@ -11,7 +11,7 @@ from ai_bridge import client
 from ai_bridge.models import AIInteractionRecord, Status
 from chat import realtime
 from chat.models import Message, MsgType
-from chat.services import message_send
+from chat.services import UNSTORABLE, message_send
 from groups.models import GroupMember
 from groups.services import member_add
 from users.models import Role, User
@@ -91,7 +91,7 @@ def ai_reply_post(*, record: AIInteractionRecord, answer: client.AIAnswer) -> Me
         if locked.status != Status.PROCESSING:
             return None
         assistant = ai_assistant_for(group=record.group)
-        content = answer.reply.strip()[: settings.AI_MAX_REPLY_CHARS]
+        content = UNSTORABLE.sub("", answer.reply).strip()[: settings.AI_MAX_REPLY_CHARS]
         # The record id as client_msg_id makes a second post impossible even without the lock.
         reply, _ = message_send(sender=assistant, group=record.group, content=content, msg_type=MsgType.AI_REPLY,
                                 client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message)

@@ -9,6 +9,7 @@ from django.db import connection
 
 from ai_bridge import client, services
 from ai_bridge.models import AIInteractionRecord, Status
+from imserver.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ def step(record_id: str) -> float | None:
         reason = exc.reason if not exc.retriable else f"{exc.reason}; gave up after {record.attempts} attempts"
         services.ai_record_fail(record=record, reason=reason, response_body=exc.body)
         return None
-    services.ai_reply_post(record=record, answer=answer)
+    try:
+        services.ai_reply_post(record=record, answer=answer)
+    except ServiceError as exc:  # e.g. a reply with nothing storable in it
+        services.ai_record_fail(record=record, reason=f"reply refused: {exc.message}", response_body=answer.response_body)
     return None
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from chat import realtime
 from chat.models import Message, MsgType
 from chat.serializers import message_data
-from chat.services import message_send
+from chat.services import UNSTORABLE, message_send
 from groups.models import ChatGroup, GroupMember
 from groups.permissions import group_by_public_id, require_member
 from imserver.errors import ServiceError, ValidationFailed
@@ -42,12 +42,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 self.scope["url_route"]["kwargs"]["user_id"] != self.user.user_id:
             await self.close(code=4401)
             return
-        groups = await self._memberships()
-        self.group_ids = {g["group_id"] for g in groups}
+        self.group_ids: set[str] = set()
+        # Membership news first, so that a change committed while the memberships are read is not lost.
+        await self.channel_layer.group_add(realtime.user_channel(self.user.user_id), self.channel_name)
+        self.group_ids = {g["group_id"] for g in await self._memberships()}
         self.sent_times: list[float] = []
+        self.caught_up: dict[str, int] = {}
         for group_id in self.group_ids:
             await self.channel_layer.group_add(realtime.group_channel(group_id), self.channel_name)
-        await self.channel_layer.group_add(realtime.user_channel(self.user.user_id), self.channel_name)
+        # Read again once subscribed: a message after these last_seq values is pushed, one up to them is synced.
+        groups = await self._memberships()
         await self.accept()
         await self._frame({"type": "connected", "user_id": self.user.user_id, "groups": groups,
                            "server_time": _now()})
@@ -64,17 +68,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Parse one frame and answer it; a bad frame gets an error frame, never a close."""
         frame = {}
         try:
-            self._check_rate()
             raw = text_data if text_data is not None else bytes_data
-            if raw is not None and len(raw) > settings.WS_MAX_FRAME_BYTES:
+            if raw is not None and _size(raw) > settings.WS_MAX_FRAME_BYTES:
                 raise FrameTooLarge(f"Frames are limited to {settings.WS_MAX_FRAME_BYTES} bytes.")
             try:
                 frame = json.loads(raw)
             except (TypeError, ValueError) as exc:
                 raise FrameError("The frame is not valid JSON.") from exc
+            # Checked once parsed, so that a refused send_message's error names its client_msg_id.
+            self._check_rate()
             if not isinstance(frame, dict):
                 raise FrameError("A frame must be a JSON object with a type.")
-            handler = self.handlers.get(frame.get("type"))
+            if any(isinstance(value, str) and UNSTORABLE.search(value) for value in frame.values()):
+                raise FrameError("Text may not contain NUL or unpaired surrogate characters.")
+            kind = frame.get("type")
+            handler = self.handlers.get(kind) if isinstance(kind, str) else None
             if handler is None:
                 raise FrameError(f"Unknown frame type {frame.get('type')!r}.",
                                  details={"known": sorted(self.handlers)})
@@ -97,13 +105,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- client frames --------------------------------------------------------------------------
 
     async def on_send_message(self, frame):
-        group_id, content = _required(frame, "group_id"), _required(frame, "content")
+        group_id, content = _group_id(frame), _required(frame, "content")
         message = await self._send(group_id, content, frame.get("msg_type") or MsgType.TEXT,
                                    frame.get("client_msg_id"))
         await self._frame({"type": "message_ack", "client_msg_id": frame.get("client_msg_id"), "message": message})
 
     async def on_sync(self, frame):
-        group_id = _required(frame, "group_id")
+        group_id = _group_id(frame)
         after_seq = frame.get("after_seq", 0)
         limit = frame.get("limit", settings.IM_SYNC_LIMIT_DEFAULT)
         for name, value, low, high in (("after_seq", after_seq, 0, None),
@@ -118,7 +126,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._frame({"type": "pong", "server_time": _now()})
 
     async def on_typing(self, frame):
-        group_id = _required(frame, "group_id")
+        group_id = _group_id(frame)
         if group_id not in self.group_ids:
             await self._check_member(group_id)
         await self.channel_layer.group_send(realtime.group_channel(group_id), {
@@ -132,8 +140,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_message(self, event):
         """A stored message of one of this user's groups."""
-        if event["frame"]["group_id"] in self.group_ids:
-            await self._frame(event["frame"])
+        frame = event["frame"]
+        if frame["group_id"] in self.group_ids and frame["seq"] > self.caught_up.get(frame["group_id"], 0):
+            await self._frame(frame)
 
     async def group_event(self, event):
         """Typing, AI status and membership news of a group; the user's own arrive by other means."""
@@ -148,14 +157,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def membership_changed(self, event):
         """This user joined or left a group: follow it at once, then tell the client."""
         frame = event["frame"]
-        channel = realtime.group_channel(frame["group_id"])
+        group_id = frame["group_id"]
+        channel = realtime.group_channel(group_id)
         if frame["type"] == "member_joined":
-            self.group_ids.add(frame["group_id"])
+            followed = group_id in self.group_ids
+            self.group_ids.add(group_id)
             await self.channel_layer.group_add(channel, self.channel_name)
+            await self._frame(frame)
+            # Messages sent since the join were pushed to the group before this connection listened.
+            if not followed and event.get("last_seq") is not None:
+                missed = await self._since(group_id, event["last_seq"])
+                for message in missed:
+                    await self._frame(message)
+                if missed:
+                    self.caught_up[group_id] = missed[-1]["seq"]
         else:
-            self.group_ids.discard(frame["group_id"])
+            self.group_ids.discard(group_id)
+            self.caught_up.pop(group_id, None)
             await self.channel_layer.group_discard(channel, self.channel_name)
-        await self._frame(frame)
+            await self._frame(frame)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -184,6 +204,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return [message_data(m) for m in messages], has_more
 
     @database_sync_to_async
+    def _since(self, group_id, after_seq) -> list[dict]:
+        group = ChatGroup.objects.filter(group_id=group_id).first()
+        if group is None:
+            return []
+        messages, _ = Message.objects.catch_up(group, after_seq=after_seq, limit=settings.IM_SYNC_LIMIT_MAX)
+        return [realtime.message_frame(m) for m in messages]
+
+    @database_sync_to_async
     def _check_member(self, group_id):
         group = ChatGroup.objects.filter(group_id=str(group_id)).first()
         if group is None:
@@ -196,3 +224,15 @@ def _required(frame: dict, field: str):
     if value is None or value == "" and field != "content":
         raise FrameError(f"The frame lacks {field}.", details={field: ["required"]})
     return value
+
+
+def _group_id(frame: dict) -> str:
+    group_id = _required(frame, "group_id")
+    if not isinstance(group_id, str):
+        raise FrameError("group_id must be a string.", details={"group_id": ["Not a string."]})
+    return group_id
+
+
+def _size(raw: str | bytes) -> int:
+    """A frame's size in bytes, as it travelled (text frames are UTF-8)."""
+    return len(raw.encode()) if isinstance(raw, str) else len(raw)

@@ -52,7 +52,10 @@ def membership_changed(*, member, joined: bool) -> None:
         "user_role": member.user_role,
     }
     if joined:
-        _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame})
+        # The group's last_seq as the caller saw it before the join: the member's connections subscribe only
+        # when they handle this event, so they fetch what was pushed after it in between.
+        _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame,
+                                                   "last_seq": member.group.last_seq})
         _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
     else:
         _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})

@@ -1,4 +1,6 @@
 """The one send path: every message, from any transport, is written here."""
+import re
+
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
@@ -11,6 +13,8 @@ from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, Permissio
 from users.models import Role, User
 
 CLIENT_MSG_ID_MAX = 64
+# PostgreSQL cannot store NUL, and UTF-8 has no lone surrogates.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class _Repeat(Exception):
@@ -24,6 +28,9 @@ def _clean_content(content, msg_type: str) -> str:
     if not isinstance(content, str):
         raise ValidationFailed("content must be a string.", details={"content": ["Not a string."]})
     content = content.strip()
+    if UNSTORABLE.search(content):
+        raise ValidationFailed("content may not contain NUL or unpaired surrogate characters.",
+                               details={"content": ["Unstorable characters."]})
     if not content:
         raise ValidationFailed("content may not be empty.", details={"content": ["Empty after trimming."]})
     limit = settings.IM_MAX_MESSAGE_CHARS
@@ -42,7 +49,8 @@ def _clean_content(content, msg_type: str) -> str:
 def _check_client_msg_id(client_msg_id) -> str | None:
     if client_msg_id in (None, ""):
         return None
-    if not isinstance(client_msg_id, str) or len(client_msg_id) > CLIENT_MSG_ID_MAX:
+    if not isinstance(client_msg_id, str) or len(client_msg_id) > CLIENT_MSG_ID_MAX or \
+            UNSTORABLE.search(client_msg_id):
         raise ValidationFailed(f"client_msg_id must be a string of at most {CLIENT_MSG_ID_MAX} characters.",
                                details={"client_msg_id": ["Too long or not a string."]})
     return client_msg_id
