@@ -13,16 +13,10 @@ from ai_bridge.serializers import (
 )
 from ai_bridge.services import ai_service_probe
 from groups.permissions import group_by_public_id, require_doctor
-from imserver.errors import NotFound, ServiceError
+from imserver.errors import AIServiceUnavailable, NotFound
 from imserver.pagination import paginator_for
 from imserver.schema import ERRORS
 from users.permissions import IsStaff
-
-
-class AIServiceUnavailable(ServiceError):
-    code = "AI_SERVICE_UNAVAILABLE"
-    status_code = 502
-    default_message = "The AI service could not be reached."
 
 
 @extend_schema(tags=["ai"])

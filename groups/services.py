@@ -5,12 +5,7 @@ from chat import realtime
 from groups.models import ChatGroup, GroupMember
 from imserver.errors import AlreadyMember, NotFound, ValidationFailed
 from users.models import Role, User
-
-
-def _check_role(user_role: str) -> None:
-    if user_role not in Role.values:
-        raise ValidationFailed(f"user_role must be one of {', '.join(Role.values)}.",
-                               details={"user_role": [f"Unknown role {user_role!r}."]})
+from users.services import check_role
 
 
 @transaction.atomic
@@ -40,7 +35,7 @@ def group_update(*, group: ChatGroup, **changes) -> ChatGroup:
 
 def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
     """Add a user to a group; their open connections join it at once."""
-    _check_role(user_role)
+    check_role(user_role)
     try:
         with transaction.atomic():
             member = GroupMember.objects.create(group=group, user=user, user_role=user_role)
@@ -52,7 +47,7 @@ def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
 
 def member_role_change(*, member: GroupMember, user_role: str) -> GroupMember:
     """Change a member's in-group role."""
-    _check_role(user_role)
+    check_role(user_role)
     member.user_role = user_role
     member.save(update_fields=["user_role"])
     return member

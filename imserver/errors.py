@@ -74,6 +74,12 @@ class RateLimited(ServiceError):
         self.retry_after = retry_after
 
 
+class AIServiceUnavailable(ServiceError):
+    code = "AI_SERVICE_UNAVAILABLE"
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_message = "The AI service could not be reached."
+
+
 class ServiceUnavailable(ServiceError):
     code = "SERVICE_UNAVAILABLE"
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -8,7 +8,8 @@ from imserver.errors import Conflict, ValidationFailed
 from users.models import Role, User
 
 
-def _check_role(user_role: str) -> None:
+def check_role(user_role: str) -> None:
+    """Refuse anything but the three roles."""
     if user_role not in Role.values:
         raise ValidationFailed(
             f"user_role must be one of {', '.join(Role.values)}.", details={"user_role": [f"Unknown role {user_role!r}."]}
@@ -24,7 +25,7 @@ def user_create(
     is_superuser: bool = False,
 ) -> User:
     """Create a user; without a password the user can only get tokens minted by staff."""
-    _check_role(user_role)
+    check_role(user_role)
     user = User(username=username, user_role=user_role, is_staff=is_staff, is_superuser=is_superuser)
     if password:
         try:
@@ -44,7 +45,7 @@ def user_create(
 
 def user_role_change(*, user: User, user_role: str) -> User:
     """Change a user's system role (in-group roles are left as they are)."""
-    _check_role(user_role)
+    check_role(user_role)
     user.user_role = user_role
     user.save(update_fields=["user_role", "updated_at"])
     return user
