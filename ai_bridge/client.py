@@ -33,7 +33,7 @@ def http_client() -> httpx.Client:
     with _lock:
         if _client is None:
             _client = httpx.Client(timeout=settings.AI_SERVICE_TIMEOUT,
-                                   limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+                                   limits=httpx.Limits(max_connections=settings.AI_HTTP_MAX_CONNECTIONS))
         return _client
 
 

@@ -127,7 +127,7 @@ def ai_record_retry(*, record: AIInteractionRecord) -> bool:
 def ai_records_redispatch_stale() -> int:
     """Dispatch again every record left PROCESSING longer than AI_STALE_AFTER (lost at commit, worker died)."""
     cutoff = timezone.now() - timedelta(seconds=settings.AI_STALE_AFTER)
-    ids = list(AIInteractionRecord.objects.stale(cutoff).values_list("record_id", flat=True)[:1000])
+    ids = list(AIInteractionRecord.objects.stale(cutoff).values_list("record_id", flat=True)[: settings.AI_SWEEP_BATCH])
     for record_id in ids:
         AIInteractionRecord.objects.filter(record_id=record_id).update(updated_at=timezone.now())
         ai_record_dispatch(record_id=record_id)

@@ -248,6 +248,8 @@ AI_STALE_AFTER = env.int(
     default=int((AI_SERVICE_TIMEOUT + AI_RETRY_BACKOFF_MAX) * (AI_MAX_RETRIES + 1)) + 60,
 )
 AI_SWEEP_INTERVAL = env.int("AI_SWEEP_INTERVAL", default=60)
+AI_SWEEP_BATCH = env.int("AI_SWEEP_BATCH", default=1000)  # records dispatched again per sweep, at most
+AI_HTTP_MAX_CONNECTIONS = env.int("AI_HTTP_MAX_CONNECTIONS", default=50)  # per process, to the AI service
 # Threads running AI calls in-process when there is no broker (the embedded system).
 AI_LOCAL_WORKERS = env.int("AI_LOCAL_WORKERS", default=4)
 
