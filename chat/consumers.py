@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from chat import realtime
 from chat.models import Message, MsgType
@@ -13,7 +14,7 @@ from chat.serializers import message_data
 from chat.services import UNSTORABLE, message_send
 from groups.models import ChatGroup, GroupMember
 from groups.permissions import group_by_public_id, require_member
-from imserver.errors import ServiceError, ValidationFailed
+from imserver.errors import NotGroupMember, ServiceError, ServiceUnavailable, ValidationFailed
 
 
 def _now() -> str:
@@ -87,7 +88,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 raise FrameError(f"Unknown frame type {frame.get('type')!r}.",
                                  details={"known": sorted(self.handlers)})
             await handler(self, frame)
-        except ServiceError as exc:
+        except (ServiceError, DatabaseError) as exc:
+            if isinstance(exc, DatabaseError):  # the database is away for a moment; the client retries
+                exc = ServiceUnavailable()
             error = {"type": "error", "code": exc.code, "message": exc.message}
             if isinstance(frame, dict) and frame.get("client_msg_id") is not None:
                 error["client_msg_id"] = frame["client_msg_id"]
@@ -213,10 +216,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _check_member(self, group_id):
-        group = ChatGroup.objects.filter(group_id=str(group_id)).first()
-        if group is None:
-            group_by_public_id(str(group_id))
-        require_member(self.user, group)
+        """Typing is for members only (staff included): refuse with NOT_FOUND or NOT_GROUP_MEMBER."""
+        group = group_by_public_id(str(group_id))
+        if not GroupMember.objects.filter(group=group, user=self.user).exists():
+            raise NotGroupMember(details={"group_id": group.group_id})
 
 
 def _required(frame: dict, field: str):

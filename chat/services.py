@@ -67,13 +67,12 @@ def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str =
     if msg_type not in MsgType.values:
         raise ValidationFailed(f"msg_type must be one of {', '.join(MsgType.values)}.",
                                details={"msg_type": [f"Unknown type {msg_type!r}."]})
-    content = _clean_content(content, msg_type)
-    client_msg_id = _check_client_msg_id(client_msg_id)
-
     member_role = (GroupMember.objects.filter(group=group, user=sender)
                    .values_list("user_role", flat=True).first())
     if member_role is None:
         raise NotGroupMember(details={"group_id": group.group_id})
+    content = _clean_content(content, msg_type)
+    client_msg_id = _check_client_msg_id(client_msg_id)
     if msg_type == MsgType.AI_REPLY and member_role != Role.AI_ASSISTANT:
         raise PermissionDeniedError("Only the group's AI assistant sends AI_REPLY messages.")
 

@@ -77,3 +77,10 @@ def test_unknown_message_id_is_not_found(secret, doctor, client_for):
 
 def test_list_of_an_unknown_group_is_not_found(secret, doctor, client_for):
     assert_error(client_for(doctor).get("/api/message/list?group_id=group_doesnotexist"), 404, "NOT_FOUND")
+
+
+def test_an_outsider_is_told_it_is_not_a_member_whatever_the_content(care_group, outsider, client_for):
+    for content in ["", "   ", "x" * 5000]:
+        answer = client_for(outsider).post("/api/message/send", {"group_id": care_group.group_id, "content": content},
+                                           format="json")
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "NOT_GROUP_MEMBER"

@@ -316,3 +316,16 @@ def test_too_many_frames_are_rate_limited_then_allowed_again(settings, doctor, p
     assert limited_ping["type"] == "error" and limited_ping["code"] == "RATE_LIMITED"
     assert "client_msg_id" not in limited_ping
     assert not Message.objects.exists()
+
+
+def test_staff_outside_the_group_cannot_type_into_it(doctor, staff, quiet_group):
+    group_id = quiet_group.group_id
+
+    async def scenario():
+        async with connected(staff) as ws_staff, connected(doctor) as ws_doctor:
+            refused = await ask(ws_staff, {"type": "typing", "group_id": group_id})
+            await nothing(ws_doctor)
+            return refused
+
+    refused = run(scenario)
+    assert refused["type"] == "error" and refused["code"] == "NOT_GROUP_MEMBER"
