@@ -7,7 +7,7 @@ PORT    ?= 8000
 AI_PORT ?= 8001
 STAMP   := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test migrate clean
+.PHONY: install run test migrate clean browser
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,16 @@ run: migrate
 		--ping-interval $${WS_PING_INTERVAL:-20} --ping-timeout $${WS_PING_TIMEOUT:-30} \
 		--proxy-headers imserver.asgi:application
 
-test: install
+# The browser tests drive Debian's Chromium; install it when it is missing and we may (root, apt).
+browser: export DEBIAN_FRONTEND = noninteractive
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } && \
+		echo "installed chromium"; } || \
+		echo "chromium is not installed and could not be: browser tests will be skipped"
+
+test: install browser
 	$(PY) -m pytest
 
 clean:

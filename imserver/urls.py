@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -27,6 +28,7 @@ router.register("ai/interactions", AIInteractionViewSet, basename="ai-interactio
 router.register("ai", AITestViewSet, basename="ai")
 
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="chat/index.html"), name="chat-page"),
     re_path(r"^health/?$", health.health, name="health"),
     re_path(r"^health/ready/?$", health.ready, name="health-ready"),
     re_path(r"^api/auth/token/?$", LoginView.as_view(), name="token"),

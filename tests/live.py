@@ -15,6 +15,14 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def needs_shared_database():
+    """Tests that start servers need a database those processes can open too."""
+    return pytest.mark.skipif(
+        connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith(("file:", ":memory:")),
+        reason="the test database is in memory; servers started by the test cannot share it",
+    )
+
+
 def needs_real_services():
     """E2E tests run where the test database is PostgreSQL and Redis carries the channel layer."""
     return pytest.mark.skipif(
@@ -31,13 +39,15 @@ def free_port() -> int:
 
 def test_database_url() -> str:
     conf = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{conf['NAME']}"
     auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
     return f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
 
 
 def server_env(**extra) -> dict:
     env = dict(os.environ)
-    env.update(DATABASE_URL=test_database_url(), REDIS_URL=settings.REDIS_URL,
+    env.update(DATABASE_URL=test_database_url(), REDIS_URL=settings.REDIS_URL or "",
                DJANGO_SETTINGS_MODULE="imserver.settings", PYTHONUNBUFFERED="1")
     env.pop("COV_CORE_SOURCE", None)
     env.update({k: str(v) for k, v in extra.items()})
@@ -48,10 +58,16 @@ class Process:
     """One real process of the system, its output in a log file of the test."""
 
     def __init__(self, log_dir: Path, name: str, argv: list[str], health_url: str | None = None, **env):
-        self.name, self.health_url = name, health_url
+        self.name, self.health_url, self.argv, self.env = name, health_url, argv, server_env(**env)
         self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=server_env(**env), stdout=self.log, stderr=subprocess.STDOUT)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def restart(self):
+        """Start the same command again (same port), after stop() or kill()."""
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        return self.wait_ready()
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -62,6 +62,7 @@ class Command(BaseCommand):
             f"-H 'Content-Type: application/json' -d '{{\"group_id\": \"{group.group_id}\", "
             f"\"content\": \"Hello from curl\"}}'")
         out("")
+        out(f"Web chat: {base_url}/  (log in as dr_chen / doctor-demo-pass or patient_li / patient-demo-pass)")
         out(f"API docs: {base_url}/docs   Admin: {base_url}/admin/   "
             f"WebSocket: {base_url.replace('http', 'ws', 1)}/ws/<user_id>?token=<access token>")
         out(f"Tokens expire after {settings.SIMPLE_JWT['ACCESS_TOKEN_LIFETIME']}.")

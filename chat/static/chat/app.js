@@ -1,0 +1,493 @@
+// The web chat page: plain JavaScript over the public contract (REST + WebSocket).
+// Everything shown comes from the server and is inserted as text, never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const PAGE_SIZE = 30;
+const TYPING_SHOW_MS = 3000;
+const TYPING_SEND_MS = 2500;
+
+const state = {
+  token: sessionStorage.getItem("im.access"),
+  refresh: sessionStorage.getItem("im.refresh"),
+  me: null,
+  groups: new Map(),     // group_id -> Group
+  members: new Map(),    // group_id -> Map(user_id -> Member)
+  messages: new Map(),   // group_id -> Map(seq -> Message), each message once
+  contiguous: new Map(), // group_id -> highest seq with nothing missing below it (since the first loaded)
+  nextPage: new Map(),   // group_id -> next history page to load, or 0 when all is loaded
+  unread: new Map(),
+  current: null,
+  ws: null,
+  attempt: 0,
+  typing: new Map(),     // user_id -> timer
+  lastTypingSent: 0,
+  stopped: false,
+};
+
+// --- REST -----------------------------------------------------------------------------------------
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (state.token) headers["Authorization"] = `Bearer ${state.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.status === 401 && state.refresh && path !== "/api/auth/token/refresh") {
+    if (await refreshToken()) return api(method, path, body);
+  }
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error((data.error && data.error.message) || `HTTP ${response.status}`);
+    error.code = data.error && data.error.code;
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+async function refreshToken() {
+  try {
+    const data = await api("POST", "/api/auth/token/refresh", { refresh: state.refresh });
+    setTokens(data.access, state.refresh);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+
+function setTokens(access, refresh) {
+  state.token = access;
+  state.refresh = refresh || null;
+  sessionStorage.setItem("im.access", access);
+  if (refresh) sessionStorage.setItem("im.refresh", refresh); else sessionStorage.removeItem("im.refresh");
+}
+
+// --- login ------------------------------------------------------------------------------------------
+
+async function start() {
+  if (!state.token) return showLogin();
+  try {
+    state.me = await api("GET", "/api/user/me");
+  } catch (e) {
+    sessionStorage.clear();
+    state.token = null;
+    return showLogin(e.status === 401 ? "The token is not valid; log in again." : e.message);
+  }
+  $("login").hidden = true;
+  $("app").hidden = false;
+  $("logout").hidden = false;
+  $("me").textContent = `${state.me.username} (${state.me.user_role})`;
+  await loadGroups();
+  connect();
+}
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("app").hidden = true;
+  $("login-error").textContent = message || "";
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const data = await api("POST", "/api/auth/token",
+      { username: $("login-username").value.trim(), password: $("login-password").value });
+    setTokens(data.access, data.refresh);
+    start();
+  } catch (e) {
+    $("login-error").textContent = e.status === 401 ? "Wrong username or password." : e.message;
+  }
+});
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  setTokens($("token-input").value.trim(), null);
+  start();
+});
+
+$("logout").addEventListener("click", () => {
+  state.stopped = true;
+  if (state.ws) state.ws.close();
+  sessionStorage.clear();
+  location.reload();
+});
+
+// --- groups and history ---------------------------------------------------------------------------------
+
+async function loadGroups() {
+  const data = await api("GET", "/api/group/?page_size=100");
+  state.groups = new Map(data.groups.map((g) => [g.group_id, g]));
+  renderGroups();
+  if (state.current && !state.groups.has(state.current)) closeGroup();
+  if (!state.current && data.groups.length) openGroup(data.groups[0].group_id);
+}
+
+function renderGroups() {
+  const list = $("groups");
+  list.replaceChildren();
+  for (const group of state.groups.values()) {
+    const item = document.createElement("li");
+    item.className = "group-item" + (group.group_id === state.current ? " active" : "");
+    item.dataset.groupId = group.group_id;
+    const name = document.createElement("span");
+    name.textContent = group.group_name;
+    item.append(name);
+    const unread = state.unread.get(group.group_id) || 0;
+    if (unread) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = String(unread);
+      item.append(badge);
+    }
+    item.addEventListener("click", () => openGroup(group.group_id));
+    list.append(item);
+  }
+}
+
+async function openGroup(groupId) {
+  state.current = groupId;
+  state.unread.delete(groupId);
+  renderGroups();
+  const group = state.groups.get(groupId);
+  $("group-title").textContent = group.group_name;
+  $("composer").hidden = false;
+  $("ai-thinking").hidden = true;
+  $("typing").textContent = "";
+  await loadMembers(groupId);
+  if (!state.messages.has(groupId)) {
+    state.messages.set(groupId, new Map());
+    state.nextPage.set(groupId, 1);
+    await loadOlder(groupId);
+  }
+  renderMessages({ toBottom: true });
+  sync(groupId);
+}
+
+function closeGroup() {
+  state.current = null;
+  $("group-title").textContent = "Pick a group";
+  $("composer").hidden = true;
+  $("ai-switch-label").hidden = true;
+  $("messages").replaceChildren();
+}
+
+async function loadMembers(groupId) {
+  const data = await api("GET", `/api/group/${groupId}/members`);
+  state.members.set(groupId, new Map(data.members.map((m) => [m.user_id, m])));
+  renderMembers();
+}
+
+function renderMembers() {
+  const groupId = state.current;
+  if (!groupId) return;
+  const members = state.members.get(groupId) || new Map();
+  $("members").textContent = [...members.values()].map((m) => `${m.username} (${m.user_role})`).join(", ");
+  const mine = members.get(state.me.user_id);
+  const group = state.groups.get(groupId);
+  $("ai-switch-label").hidden = !(mine && mine.user_role === "DOCTOR");
+  $("ai-switch").checked = !!(group && group.ai_enabled);
+}
+
+async function loadOlder(groupId) {
+  const page = state.nextPage.get(groupId);
+  if (!page) return false;
+  const data = await api("GET", `/api/message/list?group_id=${encodeURIComponent(groupId)}&page=${page}&page_size=${PAGE_SIZE}`);
+  const store = state.messages.get(groupId);
+  for (const message of data.messages) store.set(message.seq, message);
+  state.nextPage.set(groupId, page * PAGE_SIZE < data.total ? page + 1 : 0);
+  if (page === 1) {
+    state.contiguous.set(groupId, data.messages.length ? data.messages[0].seq : 0);
+    advanceContiguous(groupId);
+  }
+  return data.messages.length > 0;
+}
+
+$("messages").addEventListener("scroll", async () => {
+  const box = $("messages");
+  const groupId = state.current;
+  if (box.scrollTop > 40 || !groupId || !state.nextPage.get(groupId) || box.dataset.loading) return;
+  box.dataset.loading = "1";
+  const before = box.scrollHeight;
+  try {
+    if (await loadOlder(groupId)) {
+      renderMessages();
+      box.scrollTop = box.scrollHeight - before;
+    }
+  } finally {
+    delete box.dataset.loading;
+  }
+});
+
+// --- messages ------------------------------------------------------------------------------------------
+
+function addMessage(message) {
+  const store = state.messages.get(message.group_id);
+  if (!store) {  // a group not opened yet: count it, load it when opened
+    if (message.from_user_id !== state.me.user_id) {
+      state.unread.set(message.group_id, (state.unread.get(message.group_id) || 0) + 1);
+      renderGroups();
+    }
+    return;
+  }
+  const known = store.has(message.seq);
+  store.set(message.seq, message);
+  const group = state.groups.get(message.group_id);
+  if (group && message.seq > group.last_seq) group.last_seq = message.seq;
+  const before = state.contiguous.get(message.group_id) || 0;
+  advanceContiguous(message.group_id);
+  if (message.seq > (state.contiguous.get(message.group_id) || 0) + 1 && message.seq > before + 1) {
+    sync(message.group_id);  // a gap: fetch what is missing
+  }
+  if (message.msg_type === "AI_REPLY" && message.group_id === state.current) $("ai-thinking").hidden = true;
+  if (!known && message.group_id === state.current) renderMessages({ toBottom: nearBottom() });
+}
+
+function advanceContiguous(groupId) {
+  const store = state.messages.get(groupId);
+  let seq = state.contiguous.get(groupId) || 0;
+  while (store.has(seq + 1)) seq += 1;
+  state.contiguous.set(groupId, seq);
+}
+
+function nearBottom() {
+  const box = $("messages");
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+}
+
+function senderOf(message) {
+  const members = state.members.get(message.group_id);
+  const member = members && members.get(message.from_user_id);
+  return member ? member.username : message.from_user_id;
+}
+
+function renderMessages({ toBottom = false } = {}) {
+  const groupId = state.current;
+  const box = $("messages");
+  const items = [...(state.messages.get(groupId) || new Map()).values()].sort((a, b) => a.seq - b.seq);
+  const nodes = [];
+  if (state.nextPage.get(groupId)) {
+    const more = document.createElement("div");
+    more.className = "loading-older";
+    more.textContent = "Scroll up for earlier messages";
+    nodes.push(more);
+  }
+  for (const message of items) nodes.push(messageNode(message));
+  for (const notice of noticesFor(groupId)) nodes.push(notice);
+  box.replaceChildren(...nodes);
+  if (toBottom) box.scrollTop = box.scrollHeight;
+}
+
+function messageNode(message) {
+  const node = document.createElement("div");
+  node.className = `msg from-${message.from_role}` + (message.from_user_id === state.me.user_id ? " mine" : "");
+  node.dataset.seq = String(message.seq);
+  node.dataset.messageId = message.message_id;
+  node.dataset.msgType = message.msg_type;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const who = document.createElement("span");
+  who.className = "sender";
+  who.textContent = senderOf(message);
+  const role = document.createElement("span");
+  role.className = `role role-${message.from_role}`;
+  role.textContent = message.from_role === "AI_ASSISTANT" ? "AI assistant" : message.from_role.toLowerCase();
+  const when = document.createElement("time");
+  when.textContent = new Date(message.created_at).toLocaleTimeString();
+  meta.append(who, role, when);
+  const content = document.createElement("div");
+  content.className = "content";
+  if (message.msg_type === "IMAGE" && /^https?:\/\//i.test(message.content)) {
+    const link = document.createElement("a");
+    link.href = message.content;
+    link.rel = "noopener noreferrer";
+    link.target = "_blank";
+    link.textContent = message.content;
+    content.append(link);
+  } else {
+    content.textContent = message.content;
+  }
+  node.append(meta, content);
+  return node;
+}
+
+// Membership and AI notices, kept per group and shown after the messages they follow.
+const notices = new Map();
+
+function notice(groupId, text, kind = "") {
+  if (!notices.has(groupId)) notices.set(groupId, []);
+  const node = document.createElement("div");
+  node.className = `notice ${kind}`.trim();
+  node.textContent = text;
+  notices.get(groupId).push(node);
+  if (groupId === state.current) renderMessages({ toBottom: nearBottom() });
+}
+
+function noticesFor(groupId) {
+  return notices.get(groupId) || [];
+}
+
+// --- sending ---------------------------------------------------------------------------------------------
+
+function newClientMsgId() {
+  if (window.crypto && crypto.randomUUID) return `web-${crypto.randomUUID()}`;
+  return `web-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+async function send(content) {
+  const groupId = state.current;
+  const frame = { type: "send_message", group_id: groupId, content, client_msg_id: newClientMsgId() };
+  $("chat-error").textContent = "";
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+    state.ws.send(JSON.stringify(frame));
+    return;
+  }
+  try {  // offline: the same send over HTTP, idempotent by client_msg_id
+    addMessage(await api("POST", "/api/message/send",
+      { group_id: groupId, content, client_msg_id: frame.client_msg_id }));
+  } catch (e) {
+    $("chat-error").textContent = e.message;
+  }
+}
+
+$("composer").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("composer-input");
+  const content = input.value.trim();
+  if (!content || !state.current) return;
+  input.value = "";
+  send(content);
+});
+
+$("composer-input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey) {
+    event.preventDefault();
+    $("composer").requestSubmit();
+    return;
+  }
+  const now = Date.now();
+  if (state.ws && state.ws.readyState === WebSocket.OPEN && state.current && now - state.lastTypingSent > TYPING_SEND_MS) {
+    state.lastTypingSent = now;
+    state.ws.send(JSON.stringify({ type: "typing", group_id: state.current }));
+  }
+});
+
+$("ai-switch").addEventListener("change", async (event) => {
+  const groupId = state.current;
+  try {
+    const group = await api("PATCH", `/api/group/${groupId}`, { ai_enabled: event.target.checked });
+    state.groups.set(groupId, group);
+    notice(groupId, group.ai_enabled ? "The AI assistant is on." : "The AI assistant is off: a doctor has taken over.");
+  } catch (e) {
+    event.target.checked = !event.target.checked;
+    $("chat-error").textContent = e.message;
+  }
+});
+
+// --- WebSocket ----------------------------------------------------------------------------------------------
+
+function setStatus(stateName, text) {
+  const status = $("conn-status");
+  status.dataset.state = stateName;
+  status.textContent = text;
+}
+
+function connect() {
+  if (state.stopped) return;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws/${state.me.user_id}?token=${encodeURIComponent(state.token)}`);
+  state.ws = ws;
+  setStatus("connecting", "connecting…");
+  ws.onmessage = (event) => handle(JSON.parse(event.data));
+  ws.onclose = () => {
+    if (state.ws !== ws || state.stopped) return;
+    // Reconnect with exponential backoff and jitter; `sync` then fills what was missed.
+    const delay = Math.min(15000, 500 * 2 ** state.attempt) * (0.5 + Math.random() / 2);
+    state.attempt += 1;
+    setStatus("reconnecting", `reconnecting in ${Math.ceil(delay / 1000)} s`);
+    setTimeout(async () => {
+      if (state.attempt > 2) await refreshToken();
+      connect();
+    }, delay);
+  };
+}
+
+function sync(groupId) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN || !state.messages.has(groupId)) return;
+  state.ws.send(JSON.stringify({ type: "sync", group_id: groupId, after_seq: state.contiguous.get(groupId) || 0 }));
+}
+
+function handle(frame) {
+  switch (frame.type) {
+    case "connected":
+      state.attempt = 0;
+      setStatus("online", "online");
+      for (const { group_id: groupId } of frame.groups) if (state.messages.has(groupId)) sync(groupId);
+      if (frame.groups.some((g) => !state.groups.has(g.group_id))) loadGroups();
+      break;
+    case "message":
+    case "ai_reply":
+      addMessage(frame);
+      break;
+    case "message_ack":
+      addMessage(frame.message);
+      break;
+    case "sync_result":
+      for (const message of frame.messages) addMessage(message);
+      if (frame.has_more) sync(frame.group_id);
+      break;
+    case "ai_status":
+      if (frame.status === "thinking") {
+        if (frame.group_id === state.current) $("ai-thinking").hidden = false;
+      } else {
+        if (frame.group_id === state.current) $("ai-thinking").hidden = true;
+        notice(frame.group_id, "The AI assistant could not answer this time.", "failed");
+      }
+      break;
+    case "typing":
+      showTyping(frame);
+      break;
+    case "member_joined":
+    case "member_left":
+      memberChanged(frame);
+      break;
+    case "error":
+      $("chat-error").textContent = frame.message;
+      break;
+    default:
+      break;
+  }
+}
+
+function showTyping(frame) {
+  if (frame.group_id !== state.current) return;
+  clearTimeout(state.typing.get(frame.user_id));
+  state.typing.set(frame.user_id, setTimeout(() => { state.typing.delete(frame.user_id); renderTyping(); }, TYPING_SHOW_MS));
+  renderTyping();
+}
+
+function renderTyping() {
+  const members = state.members.get(state.current) || new Map();
+  const names = [...state.typing.keys()].map((id) => (members.get(id) || { username: id }).username);
+  $("typing").textContent = names.length ? `${names.join(", ")} ${names.length > 1 ? "are" : "is"} typing…` : "";
+}
+
+async function memberChanged(frame) {
+  const mine = frame.user_id === state.me.user_id;
+  const known = state.members.get(frame.group_id);
+  const before = known && known.get(frame.user_id);
+  if (mine) {
+    await loadGroups();
+    if (frame.type === "member_left") {
+      state.messages.delete(frame.group_id);
+      return;
+    }
+  }
+  if (state.members.has(frame.group_id)) await loadMembers(frame.group_id);
+  const members = state.members.get(frame.group_id);
+  const member = (members && members.get(frame.user_id)) || before || { username: "A member" };
+  const name = mine ? "You" : member.username;
+  notice(frame.group_id, `${name} ${frame.type === "member_joined" ? "joined" : "left"} (${frame.user_role}).`);
+}
+
+start();

@@ -1,0 +1,154 @@
+"""The web chat page in headless Chromium, against a real server, worker and reference AI service."""
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from ai_bridge.models import AIInteractionRecord
+from groups.services import group_create, member_add
+from tests.live import needs_shared_database
+from users.models import Role
+from users.services import user_create
+
+# Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are plain sync code.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+PASSWORD = "browser-test-pass"
+WAIT_MS = 20_000
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    needs_shared_database(),
+    pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
+                       reason="no Chromium here, and it could not be installed (make test installs Debian's)"),
+]
+
+
+@pytest.fixture
+def chat_system(start_ai_service, start_worker, start_server):
+    """The reference AI service, a Celery worker when there is a broker, and one daphne server."""
+    _, ai_url = start_ai_service("--latency", "0.3", "--jitter", "0")
+    env = {"AI_SERVICE_URL": ai_url, "AI_SERVICE_API_KEY": "e2e-ai-key"}
+    if settings.REDIS_URL:
+        start_worker(**env)
+    return start_server("web", **env)
+
+
+@pytest.fixture
+def team(db):
+    doctor = user_create(username="dr_web", user_role=Role.DOCTOR, password=PASSWORD)
+    patient = user_create(username="pt_web", user_role=Role.PATIENT, password=PASSWORD)
+    assistant = user_create(username="ai_web", user_role=Role.AI_ASSISTANT)
+    group = group_create(creator=doctor, group_name="Web ward")
+    member_add(group=group, user=patient, user_role=Role.PATIENT)
+    member_add(group=group, user=assistant, user_role=Role.AI_ASSISTANT)
+    return doctor, patient, group
+
+
+@pytest.fixture
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("CI must have Chromium: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield browser
+        browser.close()
+
+
+def log_in(browser, server, username):
+    page = browser.new_context(viewport={"width": 1100, "height": 700}).new_page()
+    page.goto(server.url + "/")
+    page.fill("#login-username", username)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#conn-status[data-state=online]", timeout=WAIT_MS)
+    page.wait_for_selector(".group-item.active", timeout=WAIT_MS)
+    assert page.locator("#login").is_hidden()
+    return page
+
+
+def say(page, text):
+    page.fill("#composer-input", text)
+    page.press("#composer-input", "Enter")
+
+
+def message(page, text, msg_type="TEXT"):
+    return page.locator(f".msg[data-msg-type={msg_type}] .content", has_text=text)
+
+
+def wait_text(page, text, msg_type="TEXT"):
+    message(page, text, msg_type).first.wait_for(timeout=WAIT_MS)
+
+
+def test_doctor_and_patient_chat_with_the_ai_and_the_doctor_takes_over(browser, chat_system, team):
+    doctor, patient, group = team
+    doc, pat = log_in(browser, chat_system, "dr_web"), log_in(browser, chat_system, "pt_web")
+
+    say(pat, "Hello doctor, my knee hurts")
+    wait_text(doc, "Hello doctor, my knee hurts")
+    for page in (doc, pat):
+        wait_text(page, "Reference AI reply to: Hello doctor, my knee hurts", "AI_REPLY")
+    # Roles are visible: the patient's, the AI's and (below) the doctor's messages look different.
+    assert doc.locator(".msg.from-PATIENT .sender", has_text="pt_web").count() == 1
+    assert doc.locator(".msg.from-AI_ASSISTANT .role", has_text="AI assistant").count() == 1
+    say(doc, "Rest it today; I will call you.")
+    wait_text(pat, "Rest it today; I will call you.")
+    OUTPUT.mkdir(exist_ok=True)
+    doc.screenshot(path=str(OUTPUT / "web-chat-doctor.png"), full_page=True)
+    pat.screenshot(path=str(OUTPUT / "web-chat-patient.png"), full_page=True)
+
+    # The patient sees no switch; the doctor turns the AI off.
+    assert pat.locator("#ai-switch-label").is_hidden()
+    doc.uncheck("#ai-switch")
+    doc.locator(".notice", has_text="The AI assistant is off").wait_for(timeout=WAIT_MS)
+    say(pat, "Is it fine to walk?")
+    wait_text(doc, "Is it fine to walk?")
+    pat.wait_for_timeout(2000)  # the AI service answers in 0.3 s when asked
+    assert doc.locator(".msg[data-msg-type=AI_REPLY]").count() == 1
+    assert pat.locator(".msg[data-msg-type=AI_REPLY]").count() == 1
+    assert AIInteractionRecord.objects.filter(group=group).count() == 1
+
+
+def test_html_in_a_message_is_shown_as_text_and_runs_nothing(browser, chat_system, team):
+    doc, pat = log_in(browser, chat_system, "dr_web"), log_in(browser, chat_system, "pt_web")
+    evil = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b>'
+    say(pat, evil)
+    wait_text(doc, "<script>window.__pwned=2</script>")
+    for page in (doc, pat):
+        assert message(page, "onerror").first.inner_text() == evil
+        assert page.locator("#messages img, #messages script, #messages b").count() == 0
+        assert page.evaluate("window.__pwned") is None
+
+
+def test_a_restarted_server_leaves_no_gap_and_no_duplicate(browser, chat_system, team, client_for):
+    doctor, patient, group = team
+    doc = log_in(browser, chat_system, "dr_web")
+    say(doc, "before the restart")
+    wait_text(doc, "before the restart")
+
+    chat_system.stop()
+    doc.wait_for_selector("#conn-status[data-state=reconnecting]", timeout=WAIT_MS)
+    api = client_for(doctor)
+    for i in range(3):
+        sent = api.post("/api/message/send", {"group_id": group.group_id, "content": f"sent while down {i}"},
+                        format="json")
+        assert sent.status_code == 201
+    chat_system.restart()
+
+    doc.wait_for_selector("#conn-status[data-state=online]", timeout=WAIT_MS)
+    for i in range(3):
+        wait_text(doc, f"sent while down {i}")
+    say(doc, "after the restart")
+    wait_text(doc, "after the restart")
+    seqs = [int(s) for s in doc.locator(".msg").evaluate_all("nodes => nodes.map(n => n.dataset.seq)")]
+    assert seqs == list(range(1, 6))
