@@ -3,6 +3,7 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from django.conf import settings
 
@@ -10,7 +11,7 @@ from ai_bridge.models import AIInteractionRecord
 from groups.services import group_create, member_add
 from tests.live import needs_shared_database
 from users.models import Role
-from users.services import user_create
+from users.services import user_create, user_tokens
 
 # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are plain sync code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -152,3 +153,28 @@ def test_a_restarted_server_leaves_no_gap_and_no_duplicate(browser, chat_system,
     wait_text(doc, "after the restart")
     seqs = [int(s) for s in doc.locator(".msg").evaluate_all("nodes => nodes.map(n => n.dataset.seq)")]
     assert seqs == list(range(1, 6))
+
+
+def test_typing_members_and_earlier_pages_show_on_the_page(browser, chat_system, team, make_user):
+    doctor, patient, group = team
+    # Through the server's own REST API, so that its pushes reach the pages.
+    api = httpx.Client(base_url=chat_system.url, timeout=10,
+                       headers={"Authorization": f"Bearer {user_tokens(user=doctor)['access']}"})
+    for i in range(45):  # more than one page of history (30)
+        assert api.post("/api/message/send", json={"group_id": group.group_id, "content": f"history {i}"}
+                        ).status_code == 201
+    doc, pat = log_in(browser, chat_system, "dr_web"), log_in(browser, chat_system, "pt_web")
+    assert pat.locator(".msg").count() == 30
+    pat.locator("#messages").evaluate("box => { box.scrollTop = 0; box.dispatchEvent(new Event('scroll')); }")
+    wait_text(pat, "history 0")
+    assert pat.locator(".msg").count() == 45
+
+    doc.type("#composer-input", "typing")
+    pat.locator("#typing", has_text="dr_web is typing").wait_for(timeout=WAIT_MS)
+
+    newcomer = make_user(Role.PATIENT, username="pt_new")
+    assert api.post(f"/api/group/{group.group_id}/members", json={"user_id": newcomer.user_id, "user_role": "PATIENT"}
+                    ).status_code == 201
+    pat.locator(".notice", has_text="pt_new joined (PATIENT)").wait_for(timeout=WAIT_MS)
+    assert api.delete(f"/api/group/{group.group_id}/members/{newcomer.user_id}").status_code == 204
+    pat.locator(".notice", has_text="pt_new left (PATIENT)").wait_for(timeout=WAIT_MS)
