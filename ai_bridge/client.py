@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import httpx
 from django.conf import settings
 
+from imserver.observability import AI_CALLS
+
 _lock = threading.Lock()
 _client: httpx.Client | None = None
 
@@ -13,9 +15,11 @@ _client: httpx.Client | None = None
 class AIError(Exception):
     """A failed call; `retriable` says whether another attempt may succeed."""
 
-    def __init__(self, reason: str, *, retriable: bool, status_code: int | None = None, body=None):
+    def __init__(self, reason: str, *, retriable: bool, status_code: int | None = None, body=None,
+                 outcome: str = "error"):
         super().__init__(reason)
         self.reason, self.retriable, self.status_code, self.body = reason, retriable, status_code, body
+        self.outcome = outcome
 
 
 @dataclass
@@ -66,27 +70,39 @@ def _reply_from(data) -> str:
 
 def ai_call(body: dict) -> AIAnswer:
     """POST the body to the AI service; raise AIError (retriable or not) on any failure."""
+    started = time.perf_counter()
+    outcome = "success"
+    try:
+        return _call(body)
+    except AIError as exc:
+        outcome = exc.outcome
+        raise
+    finally:
+        AI_CALLS.labels(outcome).observe(time.perf_counter() - started)
+
+
+def _call(body: dict) -> AIAnswer:
     headers = {"Authorization": f"Bearer {settings.AI_SERVICE_API_KEY}"} if settings.AI_SERVICE_API_KEY else {}
     started = time.perf_counter()
     try:
         response = http_client().post(endpoint(), json=body, headers=headers, timeout=settings.AI_SERVICE_TIMEOUT)
     except httpx.TimeoutException as exc:
-        raise AIError(f"timed out after {settings.AI_SERVICE_TIMEOUT:g} s", retriable=True) from exc
+        raise AIError(f"timed out after {settings.AI_SERVICE_TIMEOUT:g} s", retriable=True, outcome="timeout") from exc
     except httpx.HTTPError as exc:
-        raise AIError(f"connection failed: {exc.__class__.__name__}", retriable=True) from exc
+        raise AIError(f"connection failed: {exc.__class__.__name__}", retriable=True, outcome="connection") from exc
     duration_ms = int((time.perf_counter() - started) * 1000)
     text = response.text[:2000]
     if response.status_code == 429 or response.status_code >= 500:
         raise AIError(f"service answered {response.status_code}", retriable=True,
-                      status_code=response.status_code, body=text)
+                      status_code=response.status_code, body=text, outcome="retriable_status")
     if response.status_code >= 400:
         raise AIError(f"service refused the request with {response.status_code}", retriable=False,
-                      status_code=response.status_code, body=text)
+                      status_code=response.status_code, body=text, outcome="refused")
     try:
         data = response.json()
         reply = _reply_from(data)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise AIError("malformed answer from the AI service", retriable=False,
-                      status_code=response.status_code, body=text) from exc
+                      status_code=response.status_code, body=text, outcome="malformed") from exc
     return AIAnswer(reply=reply, status_code=response.status_code, duration_ms=duration_ms,
                     request_body=body, response_body=data)

@@ -19,7 +19,11 @@ class RecordSerializer(serializers.ModelSerializer):
 
 
 class RecordDetailSerializer(RecordSerializer):
-    """Staff also see what was sent and answered."""
+    """Staff also see what was sent and answered; the schema marks those fields optional, others never get them."""
+
+    service_url = serializers.CharField(required=False)
+    request_body = serializers.JSONField(required=False, allow_null=True)
+    response_body = serializers.JSONField(required=False, allow_null=True)
 
     class Meta(RecordSerializer.Meta):
         fields = [*RecordSerializer.Meta.fields, "service_url", "request_body", "response_body"]

@@ -1,4 +1,5 @@
 """AI bridge writes: records, the reply post, failure, dispatch and redispatch."""
+import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -38,7 +39,8 @@ def ai_record_dispatch(*, record_id: str) -> None:
         global _local_pool
         if _local_pool is None:
             _local_pool = ThreadPoolExecutor(settings.AI_LOCAL_WORKERS, thread_name_prefix="ai-bridge")
-        _local_pool.submit(run_in_process, record_id)
+        # The copied context carries the request id into the thread's logs.
+        _local_pool.submit(contextvars.copy_context().run, run_in_process, record_id)
         return
     try:
         ai_reply_generate.apply_async(args=[record_id])
@@ -94,7 +96,7 @@ def ai_reply_post(*, record: AIInteractionRecord, answer: client.AIAnswer) -> Me
         content = UNSTORABLE.sub("", answer.reply).strip()[: settings.AI_MAX_REPLY_CHARS]
         # The record id as client_msg_id makes a second post impossible even without the lock.
         reply, _ = message_send(sender=assistant, group=record.group, content=content, msg_type=MsgType.AI_REPLY,
-                                client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message)
+                                client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message, via="ai")
         locked.ai_message = reply
         locked.status = Status.SUCCESS
         locked.duration_ms = answer.duration_ms

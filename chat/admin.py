@@ -56,7 +56,7 @@ class MessageAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         message, _ = message_send(sender=data["sender"], group=data["group"], content=data["content"],
-                                  msg_type=data["msg_type"])
+                                  msg_type=data["msg_type"], via="admin")
         obj.pk = message.pk
 
     def has_change_permission(self, request, obj=None):

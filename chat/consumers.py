@@ -1,5 +1,6 @@
 """The WebSocket gateway: frames in become service calls, channel-layer events become frames."""
 import json
+from collections import Counter
 import time
 from datetime import datetime, timezone
 
@@ -15,6 +16,7 @@ from chat.services import UNSTORABLE, message_send
 from groups.models import ChatGroup, GroupMember
 from groups.permissions import group_by_public_id, require_member
 from imserver.errors import NotGroupMember, ServiceError, ServiceUnavailable, ValidationFailed
+from imserver.observability import PUSH_LATENCY, WS_OPEN, new_request_id, request_id_var
 
 
 def _now() -> str:
@@ -36,6 +38,9 @@ class FrameTooLarge(ServiceError):
 class ChatConsumer(AsyncWebsocketConsumer):
     """One client connection: `/ws/{user_id}`."""
 
+    # Open connections per user in this process (one event loop, so no lock is needed).
+    _open_per_user: Counter = Counter()
+
     async def connect(self):
         """Accept only the authenticated user named in the path, then join their groups."""
         self.user = self.scope.get("user")
@@ -44,6 +49,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)
             return
         self.group_ids: set[str] = set()
+        if self._open_per_user[self.user.pk] >= settings.WS_MAX_CONNECTIONS_PER_USER:
+            await self.close(code=4429)
+            return
         # Membership news first, so that a change committed while the memberships are read is not lost.
         await self.channel_layer.group_add(realtime.user_channel(self.user.user_id), self.channel_name)
         self.group_ids = {g["group_id"] for g in await self._memberships()}
@@ -54,11 +62,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Read again once subscribed: a message after these last_seq values is pushed, one up to them is synced.
         groups = await self._memberships()
         await self.accept()
+        self._open_per_user[self.user.pk] += 1
+        self.counted = True
+        WS_OPEN.inc()
         await self._frame({"type": "connected", "user_id": self.user.user_id, "groups": groups,
                            "server_time": _now()})
 
     async def disconnect(self, code):
         """Leave every channel-layer group this connection joined."""
+        if getattr(self, "counted", False):
+            self.counted = False
+            WS_OPEN.dec()
+            self._open_per_user[self.user.pk] -= 1
+            if not self._open_per_user[self.user.pk]:
+                del self._open_per_user[self.user.pk]
         if not hasattr(self, "group_ids"):
             return
         for group_id in self.group_ids:
@@ -68,6 +85,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         """Parse one frame and answer it; a bad frame gets an error frame, never a close."""
         frame = {}
+        request_id_var.set(new_request_id())  # one id per frame, carried into the logs and Celery
         try:
             raw = text_data if text_data is not None else bytes_data
             if raw is not None and _size(raw) > settings.WS_MAX_FRAME_BYTES:
@@ -146,6 +164,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         frame = event["frame"]
         if frame["group_id"] in self.group_ids and frame["seq"] > self.caught_up.get(frame["group_id"], 0):
             await self._frame(frame)
+            PUSH_LATENCY.observe(max(0.0, time.time() - event.get("sent_at", time.time())))
 
     async def group_event(self, event):
         """Typing, AI status and membership news of a group; the user's own arrive by other means."""
@@ -196,7 +215,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if msg_type not in (MsgType.TEXT, MsgType.IMAGE):
             raise ValidationFailed("msg_type must be TEXT or IMAGE.")
         message, _ = message_send(sender=self.user, group=group_by_public_id(str(group_id)), content=content,
-                                  msg_type=msg_type, client_msg_id=client_msg_id)
+                                  msg_type=msg_type, client_msg_id=client_msg_id, via="websocket")
         return message_data(message)
 
     @database_sync_to_async

@@ -10,6 +10,7 @@ from chat import realtime
 from chat.models import Message, MsgType
 from groups.models import ChatGroup, GroupMember
 from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
+from imserver.observability import MESSAGES_SENT
 from users.models import Role, User
 
 CLIENT_MSG_ID_MAX = 64
@@ -80,11 +81,12 @@ def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str =
 
 
 def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = MsgType.TEXT,
-                 client_msg_id: str | None = None, reply_to: Message | None = None) -> tuple[Message, bool]:
+                 client_msg_id: str | None = None, reply_to: Message | None = None,
+                 via: str = "code") -> tuple[Message, bool]:
     """Store a message with the group's next seq and push it after commit.
 
     Returns `(message, created)`; a repeat of `client_msg_id` by the same sender returns the first
-    message with `created` False."""
+    message with `created` False. `via` names the transport, for the metrics."""
     member_role, content, client_msg_id = message_validate(
         sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id)
     if client_msg_id is not None:
@@ -104,7 +106,7 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
                 content=content, client_msg_id=client_msg_id, reply_to=reply_to,
             )
             group.last_seq = seq
-            transaction.on_commit(lambda: realtime.message_push(message))
+            transaction.on_commit(lambda: _stored(message, via))
     except _Repeat as repeat:
         return _bind(repeat.message, group, sender), False
     except IntegrityError:
@@ -115,6 +117,11 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
             raise
         return _bind(found, group, sender), False
     return message, True
+
+
+def _stored(message: Message, via: str) -> None:
+    MESSAGES_SENT.labels(via, message.msg_type).inc()
+    realtime.message_push(message)
 
 
 def _next_seq(group: ChatGroup) -> int:

@@ -8,6 +8,7 @@ from chat.serializers import ListParams, MessageListSerializer, MessageSerialize
 from chat.services import message_send
 from groups.permissions import group_by_public_id, require_member
 from imserver.errors import NotFound
+from imserver.throttling import SendRateThrottle
 from imserver.pagination import paginator_for
 from imserver.schema import ERRORS
 
@@ -21,6 +22,9 @@ class MessageViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return Message.objects.with_refs()
 
+    def get_throttles(self):
+        return [SendRateThrottle()] if self.action == "send" else []
+
     @extend_schema(request=SendSerializer, responses={201: MessageSerializer, 200: MessageSerializer, **ERRORS})
     @action(detail=False, methods=["post"])
     def send(self, request):
@@ -30,7 +34,8 @@ class MessageViewSet(viewsets.GenericViewSet):
         data = body.validated_data
         group = group_by_public_id(data["group_id"])
         message, created = message_send(sender=request.user, group=group, content=data["content"],
-                                        msg_type=data["msg_type"], client_msg_id=data.get("client_msg_id"))
+                                        msg_type=data["msg_type"], client_msg_id=data.get("client_msg_id"),
+                                        via="http")
         return Response(message_data(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(responses={200: MessageSerializer, **ERRORS})

@@ -8,3 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
 app = Celery("imserver")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Request ids travel with tasks (Celery signals connected on import).
+import imserver.observability  # noqa: E402,F401

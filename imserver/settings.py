@@ -3,6 +3,8 @@
 No variable set means the embedded system: SQLite in the project folder, the in-memory channel
 layer and Celery tasks run in-process. `.env.example` lists every knob with its meaning.
 """
+import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "imserver.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -55,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "imserver.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "imserver.urls"
@@ -90,7 +94,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     # A file, not memory, so that the servers end-to-end tests start can share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": env.str("SQLITE_TEST_NAME", default=str(BASE_DIR / "test-db.sqlite3"))}
+    # One per test run, so that runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("SQLITE_TEST_NAME", default=str(Path(tempfile.gettempdir()) / f"im-test-{os.getpid()}.sqlite3"))
+    }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -139,6 +146,13 @@ else:
             "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY, "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY},
         }
     }
+
+# The cache holds the send-rate counters: shared through Redis when there is one.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                "KEY_PREFIX": "imcache", "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}}
+    if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 # No broker means the embedded system: tasks run in the same process.
@@ -193,6 +207,8 @@ IM_PAGE_SIZE_DEFAULT = env.int("IM_PAGE_SIZE_DEFAULT", default=20)
 IM_PAGE_SIZE_MAX = env.int("IM_PAGE_SIZE_MAX", default=100)
 IM_SYNC_LIMIT_DEFAULT = env.int("IM_SYNC_LIMIT_DEFAULT", default=100)
 IM_SYNC_LIMIT_MAX = env.int("IM_SYNC_LIMIT_MAX", default=500)
+# Sends per user over HTTP (DRF throttling: 429 RATE_LIMITED with Retry-After), "<count>/<s|min|hour>".
+IM_SEND_RATE = env.str("IM_SEND_RATE", default="120/min")
 # Largest request body Django reads, in bytes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("IM_MAX_REQUEST_BYTES", default=256 * 1024)
 
@@ -208,15 +224,34 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# JSON lines (one object a record, with the request id that follows a message into Celery), or plain text.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "imserver.observability.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Request lines carry no bodies or query strings; httpx's would name the AI service's URL only.
+        "httpx": {"level": "WARNING"},
+    },
 }
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Bearer token a Prometheus scraper sends to /metrics (staff may always read it); empty: staff only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # Seconds each readiness check may take.
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=2.0)
 
@@ -226,6 +261,8 @@ WS_MAX_FRAME_BYTES = env.int("WS_MAX_FRAME_BYTES", default=64 * 1024)
 # Frames a connection may send per WS_RATE_INTERVAL seconds before it gets RATE_LIMITED errors.
 WS_RATE_MESSAGES = env.int("WS_RATE_MESSAGES", default=30)
 WS_RATE_INTERVAL = env.float("WS_RATE_INTERVAL", default=10.0)
+# Open WebSocket connections one user may hold on one server process.
+WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=20)
 # Daphne's server pings: the interval, and how long a silent client is kept (passed by `make run`).
 WS_PING_INTERVAL = env.int("WS_PING_INTERVAL", default=20)
 WS_PING_TIMEOUT = env.int("WS_PING_TIMEOUT", default=30)

@@ -8,6 +8,7 @@ from ai_bridge.views import AIInteractionViewSet, AITestViewSet
 from chat.views import MessageViewSet
 from groups.views import GroupViewSet
 from imserver import errors, health
+from imserver.observability import metrics_view
 from users.views import LoginView, RefreshView, UserViewSet
 
 
@@ -31,6 +32,7 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="chat/index.html"), name="chat-page"),
     re_path(r"^health/?$", health.health, name="health"),
     re_path(r"^health/ready/?$", health.ready, name="health-ready"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/auth/token/?$", LoginView.as_view(), name="token"),
     re_path(r"^api/auth/token/refresh/?$", RefreshView.as_view(), name="token-refresh"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),

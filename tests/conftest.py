@@ -71,3 +71,14 @@ def _tasks_in_process(request, settings):
     """Outside end-to-end tests, AI tasks run in-process (the embedded system), not on a broker."""
     if "e2e" not in request.keywords:
         settings.CELERY_TASK_ALWAYS_EAGER = True
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_counters():
+    """Send-rate counters are keyed by user pk, which SQLite reuses after a flush: start each test with none.
+    (On PostgreSQL pks are never reused, and the Redis cache is shared with the broker: left alone.)"""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
