@@ -18,6 +18,8 @@ ErrorSerializer = inline_serializer(
 
 _ERROR = OpenApiResponse(ErrorSerializer, description="Error in the contract's format")
 ERRORS = {code: _ERROR for code in (400, 401, 403, 404, 409, 413, 429, 503)}
+# A call that reads a body also refuses one it cannot parse: a missing or unknown Content-Type.
+BODY_ERRORS = {**ERRORS, 415: _ERROR}
 
 
 def contract_paths(result, generator, request, public):

@@ -1,5 +1,6 @@
 """Real processes for end-to-end tests: daphne servers sharing the test database and Redis."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -115,6 +117,55 @@ class Server(Process):
         super().__init__(log_dir, name, argv, health_url=f"{self.url}/health", **env)
 
 
+class RedisServer(Process):
+    """A private redis-server on its own port, without persistence, that a test may kill and restart."""
+
+    def __init__(self, log_dir: Path, name: str):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(log_dir)]
+        super().__init__(log_dir, name, argv)
+
+    def wait_ready(self, timeout: float = 10, ready_text: str | None = None):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.output()[-2000:]}")
+            try:
+                with redis.Redis.from_url(self.url, socket_timeout=1) as client:
+                    client.ping()
+                return self
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready: {self.output()[-2000:]}")
+
+
+def assert_stored_once(told: list[dict]) -> None:
+    """Every message a client was told was stored is in the database once, with the seq it was told."""
+    from chat.models import Message
+
+    ids = [m["message_id"] for m in told]
+    assert len(ids) == len(set(ids)), "the same message was answered as new twice"
+    stored = {mid: (gid, seq, content) for mid, gid, seq, content in Message.objects.filter(message_id__in=ids)
+              .values_list("message_id", "group__group_id", "seq", "content")}
+    assert [m["seq"] for m in told if m["message_id"] not in stored] == [], "told stored, not in the database"
+    for m in told:
+        assert stored[m["message_id"]] == (m["group_id"], m["seq"], m["content"])
+        assert Message.objects.filter(group__group_id=m["group_id"], content=m["content"]).count() == 1, \
+            f"{m['content']!r} stored more than once"
+
+
+async def assert_all_received(clients, told: list[dict]) -> None:
+    """Every connected member has every told message: pushed live, or recovered with `sync`."""
+    for group_id in {m["group_id"] for m in told}:
+        for client in clients:
+            await client.sync_all(group_id)
+            seen = {m["message_id"] for m in client.history.get(group_id, {}).values()}
+            missing = [m["seq"] for m in told if m["group_id"] == group_id and m["message_id"] not in seen]
+            assert missing == [], f"{client.name} never got seqs {missing}"
+
+
 @pytest.fixture
 def processes(tmp_path):
     """Start processes; every one still running is stopped at the end of the test."""
@@ -148,6 +199,18 @@ def start_worker(processes):
         argv = [sys.executable, "-m", "celery", "-A", "imserver", "worker", "--loglevel", "info",
                 "--concurrency", "2", "--hostname", f"{name}-{free_port()}@%h", "--without-gossip", "--without-mingle"]
         return processes(Process(processes.log_dir, name, argv, **env), ready_text="ready.")
+
+    return start
+
+
+@pytest.fixture
+def start_redis(processes):
+    """Start a private redis-server; pass its `url` as REDIS_URL and CELERY_BROKER_URL of the processes."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+
+    def start(name: str = "redis") -> RedisServer:
+        return processes(RedisServer(processes.log_dir, name))
 
     return start
 
