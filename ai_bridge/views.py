@@ -13,9 +13,10 @@ from ai_bridge.serializers import (
 )
 from ai_bridge.services import ai_service_probe
 from groups.permissions import group_by_public_id, require_doctor
+from imserver import ids
 from imserver.errors import AIServiceUnavailable, NotFound
 from imserver.pagination import paginator_for
-from imserver.schema import ERRORS
+from imserver.schema import BODY_ERRORS, ERRORS
 from users.permissions import IsStaff
 
 
@@ -24,6 +25,7 @@ class AIInteractionViewSet(viewsets.GenericViewSet):
     queryset = AIInteractionRecord.objects.all()
     serializer_class = RecordSerializer
     lookup_field = "record_id"
+    lookup_value_regex = ids.URL_PATTERN
     pagination_class = paginator_for("interactions")
 
     def _records(self):
@@ -63,7 +65,7 @@ class AITestViewSet(viewsets.GenericViewSet):
     permission_classes = [IsStaff]
     serializer_class = ProbeSerializer
 
-    @extend_schema(request=ProbeSerializer, responses={200: ProbeResultSerializer, 502: ERRORS[403], **ERRORS})
+    @extend_schema(request=ProbeSerializer, responses={200: ProbeResultSerializer, 502: ERRORS[403], **BODY_ERRORS})
     @action(detail=False, methods=["post"], url_path="test")
     def probe(self, request):
         """Call the AI service once and report how it answered (staff)."""

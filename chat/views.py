@@ -7,16 +7,18 @@ from chat.models import Message
 from chat.serializers import ListParams, MessageListSerializer, MessageSerializer, SendSerializer, message_data
 from chat.services import message_send
 from groups.permissions import group_by_public_id, require_member
+from imserver import ids
 from imserver.errors import NotFound
 from imserver.throttling import SendRateThrottle
 from imserver.pagination import paginator_for
-from imserver.schema import ERRORS
+from imserver.schema import BODY_ERRORS, ERRORS
 
 
 @extend_schema(tags=["messages"])
 class MessageViewSet(viewsets.GenericViewSet):
     serializer_class = MessageSerializer
     lookup_field = "message_id"
+    lookup_value_regex = ids.URL_PATTERN
     pagination_class = paginator_for("messages")
 
     def get_queryset(self):
@@ -25,7 +27,7 @@ class MessageViewSet(viewsets.GenericViewSet):
     def get_throttles(self):
         return [SendRateThrottle()] if self.action == "send" else []
 
-    @extend_schema(request=SendSerializer, responses={201: MessageSerializer, 200: MessageSerializer, **ERRORS})
+    @extend_schema(request=SendSerializer, responses={201: MessageSerializer, 200: MessageSerializer, **BODY_ERRORS})
     @action(detail=False, methods=["post"])
     def send(self, request):
         """Send a message to a group; a repeated client_msg_id answers 200 with the first message."""

@@ -15,9 +15,10 @@ from groups.serializers import (
     MemberListSerializer,
     MemberSerializer,
 )
+from imserver import ids
 from imserver.errors import NotFound, PermissionDeniedError
 from imserver.pagination import paginator_for
-from imserver.schema import ERRORS
+from imserver.schema import BODY_ERRORS, ERRORS
 from users.models import Role, User
 
 
@@ -33,6 +34,7 @@ class GroupViewSet(viewsets.GenericViewSet):
     queryset = ChatGroup.objects.all()
     serializer_class = GroupSerializer
     lookup_field = "group_id"
+    lookup_value_regex = ids.URL_PATTERN
     pagination_class = paginator_for("groups")
 
     def get_queryset(self):
@@ -53,7 +55,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(GroupSerializer(page, many=True).data)
 
-    @extend_schema(request=GroupCreateSerializer, responses={201: GroupSerializer, **ERRORS})
+    @extend_schema(request=GroupCreateSerializer, responses={201: GroupSerializer, **BODY_ERRORS})
     @action(detail=False, methods=["post"], url_path="create")
     def create_group(self, request):
         """Create a group (DOCTOR users and staff); the creator joins as an in-group DOCTOR."""
@@ -74,7 +76,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         require_member(request.user, group)
         return self._answer(group)
 
-    @extend_schema(request=GroupUpdateSerializer, responses={200: GroupSerializer, **ERRORS})
+    @extend_schema(request=GroupUpdateSerializer, responses={200: GroupSerializer, **BODY_ERRORS})
     def partial_update(self, request, group_id=None):
         """Rename the group or switch its AI (in-group DOCTORs and staff)."""
         group = self._group()
@@ -85,7 +87,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         return self._answer(group)
 
     @extend_schema(methods=["get"], request=None, responses={200: MemberListSerializer, **ERRORS})
-    @extend_schema(methods=["post"], request=MemberInSerializer, responses={201: MemberSerializer, **ERRORS})
+    @extend_schema(methods=["post"], request=MemberInSerializer, responses={201: MemberSerializer, **BODY_ERRORS})
     @action(detail=True, methods=["get", "post"])
     def members(self, request, group_id=None):
         """List the members (members, staff) or add one (in-group DOCTORs, staff)."""
@@ -102,8 +104,8 @@ class GroupViewSet(viewsets.GenericViewSet):
         return Response(MemberSerializer(member).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None, **ERRORS},
-                   parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH)])
-    @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>[^/.]+)")
+                   parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH, pattern=f"^{ids.URL_PATTERN}$")])
+    @action(detail=True, methods=["delete"], url_path=rf"members/(?P<user_id>{ids.URL_PATTERN})")
     def member_remove(self, request, group_id=None, user_id=None):
         """Remove a member: the member itself, in-group DOCTORs, staff."""
         group = self._group()

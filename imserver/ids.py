@@ -3,6 +3,9 @@ import os
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+# What an id in a URL path may look like (the routers' lookup_value_regex): anything else is no such path,
+# and never reaches the database (PostgreSQL refuses a NUL byte with an error, not an empty result).
+URL_PATTERN = r"[0-9a-z_]+"
 
 
 def _encode(value: int, length: int) -> str:

@@ -5,7 +5,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from imserver.schema import ERRORS
+from imserver import ids
+from imserver.schema import BODY_ERRORS, ERRORS
 from users import services
 from users.models import User
 from users.permissions import IsStaff
@@ -20,14 +21,14 @@ from users.serializers import (
 )
 
 
-@extend_schema(tags=["auth"], responses={200: LoginResponseSerializer, **ERRORS})
+@extend_schema(tags=["auth"], responses={200: LoginResponseSerializer, **BODY_ERRORS})
 class LoginView(TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
 
     serializer_class = LoginSerializer
 
 
-@extend_schema(tags=["auth"], responses={200: AccessSerializer, **ERRORS})
+@extend_schema(tags=["auth"], responses={200: AccessSerializer, **BODY_ERRORS})
 class RefreshView(TokenRefreshView):
     """Exchange a refresh token for a new access token."""
 
@@ -37,13 +38,14 @@ class UserViewSet(viewsets.GenericViewSet):
     queryset = User.objects.all()
     serializer_class = UserSerializer
     lookup_field = "user_id"
+    lookup_value_regex = ids.URL_PATTERN
 
     def get_permissions(self):
         if self.action in ("create_user", "role", "token"):
             return [IsStaff()]
         return super().get_permissions()
 
-    @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer, **ERRORS})
+    @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer, **BODY_ERRORS})
     @action(detail=False, methods=["post"], url_path="create")
     def create_user(self, request):
         """Create a user (staff)."""
@@ -63,7 +65,7 @@ class UserViewSet(viewsets.GenericViewSet):
         """One user by id."""
         return Response(UserSerializer(self.get_object()).data)
 
-    @extend_schema(request=RoleChangeSerializer, responses={200: UserSerializer, **ERRORS})
+    @extend_schema(request=RoleChangeSerializer, responses={200: UserSerializer, **BODY_ERRORS})
     @action(detail=True, methods=["put"])
     def role(self, request, user_id=None):
         """Change a user's system role (staff)."""
