@@ -19,9 +19,11 @@ def _client(user):
 
 
 def test_patient_question_is_answered_live_and_doctor_is_not_forwarded(
-        start_ai_service, start_worker, start_server, care_group, patient, doctor):
+        start_redis, start_ai_service, start_worker, start_server, care_group, patient, doctor):
     _, ai_url = start_ai_service("--latency", "0.2", "--jitter", "0")
-    env = {"AI_SERVICE_URL": ai_url, "AI_SERVICE_API_KEY": "e2e-ai-key"}
+    redis = start_redis()  # a broker of this test's own: no other run's worker takes its tasks
+    env = {"AI_SERVICE_URL": ai_url, "AI_SERVICE_API_KEY": "e2e-ai-key", "REDIS_URL": redis.url,
+           "CELERY_BROKER_URL": redis.url}
     start_worker(**env)
     server = start_server(**env)
 
@@ -51,21 +53,26 @@ def test_patient_question_is_answered_live_and_doctor_is_not_forwarded(
 
 
 def test_a_worker_killed_mid_call_loses_no_reply_and_posts_it_once(
-        start_ai_service, start_worker, start_server, care_group, patient):
+        start_redis, start_ai_service, start_worker, start_server, care_group, patient):
     _, ai_url = start_ai_service("--latency", "3", "--jitter", "0")
+    redis = start_redis()
     env = {"AI_SERVICE_URL": ai_url, "AI_SERVICE_API_KEY": "e2e-ai-key", "CELERY_VISIBILITY_TIMEOUT": "4",
+           "REDIS_URL": redis.url, "CELERY_BROKER_URL": redis.url,
            "CELERY_RESTORE_INTERVAL": "1"}
     doomed = start_worker("doomed", **env)
     server = start_server(**env)
     import httpx
 
     sent = httpx.post(f"{server.url}/api/message/send", json={"group_id": care_group.group_id, "content": "ouch"},
-                      headers={"Authorization": f"Bearer {user_tokens(user=patient)['access']}"}, timeout=10)
-    assert sent.status_code == 201
+                      headers={"Authorization": f"Bearer {user_tokens(user=patient)['access']}",
+                               "X-Request-ID": "trace-worker-kill"}, timeout=10)
+    assert sent.status_code == 201 and sent.headers["X-Request-ID"] == "trace-worker-kill"
     wait_for(lambda: AIInteractionRecord.objects.filter(attempts__gte=1).exists(), timeout=15)
     doomed.kill()  # mid-call: the AI service takes 3 s
     assert not Message.objects.filter(msg_type=MsgType.AI_REPLY).exists()
-    start_worker("survivor", **env)
+    survivor = start_worker("survivor", **env)
     record = wait_for(lambda: AIInteractionRecord.objects.filter(status=Status.SUCCESS).first(), timeout=40)
+    # The request id of the HTTP send travelled with the task, into the worker that answered it.
+    wait_for(lambda: "trace-worker-kill" in survivor.output(), timeout=10)
     assert Message.objects.filter(msg_type=MsgType.AI_REPLY).count() == 1
     assert record.ai_message.content.startswith("Reference AI reply to: ouch")

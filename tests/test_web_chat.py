@@ -31,11 +31,13 @@ pytestmark = [
 
 
 @pytest.fixture
-def chat_system(start_ai_service, start_worker, start_server):
+def chat_system(start_ai_service, start_redis, start_worker, start_server):
     """The reference AI service, a Celery worker when there is a broker, and one daphne server."""
     _, ai_url = start_ai_service("--latency", "0.3", "--jitter", "0")
     env = {"AI_SERVICE_URL": ai_url, "AI_SERVICE_API_KEY": "e2e-ai-key"}
     if settings.REDIS_URL:
+        redis = start_redis()  # a broker of this test's own: no other run's worker takes its tasks
+        env.update(REDIS_URL=redis.url, CELERY_BROKER_URL=redis.url)
         start_worker(**env)
     return start_server("web", **env)
 
