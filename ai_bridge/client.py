@@ -91,7 +91,7 @@ def _call(body: dict) -> AIAnswer:
     except httpx.HTTPError as exc:
         raise AIError(f"connection failed: {exc.__class__.__name__}", retriable=True, outcome="connection") from exc
     duration_ms = int((time.perf_counter() - started) * 1000)
-    text = response.text[:2000]
+    text = response.text[: settings.AI_RECORD_TEXT_MAX]
     if response.status_code == 429 or response.status_code >= 500:
         raise AIError(f"service answered {response.status_code}", retriable=True,
                       status_code=response.status_code, body=text, outcome="retriable_status")

@@ -1,6 +1,7 @@
 """AI bridge writes: records, the reply post, failure, dispatch and redispatch."""
 import contextvars
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from users.models import Role, User
 
 logger = logging.getLogger(__name__)
 _local_pool: ThreadPoolExecutor | None = None
+_local_pool_lock = threading.Lock()
 
 
 def ai_record_open(*, message: Message) -> AIInteractionRecord:
@@ -37,8 +39,9 @@ def ai_record_dispatch(*, record_id: str) -> None:
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         global _local_pool
-        if _local_pool is None:
-            _local_pool = ThreadPoolExecutor(settings.AI_LOCAL_WORKERS, thread_name_prefix="ai-bridge")
+        with _local_pool_lock:  # commits of several threads may dispatch at once
+            if _local_pool is None:
+                _local_pool = ThreadPoolExecutor(settings.AI_LOCAL_WORKERS, thread_name_prefix="ai-bridge")
         # The copied context carries the request id into the thread's logs.
         _local_pool.submit(contextvars.copy_context().run, run_in_process, record_id)
         return
@@ -109,7 +112,7 @@ def ai_reply_post(*, record: AIInteractionRecord, answer: client.AIAnswer) -> Me
 def ai_record_fail(*, record: AIInteractionRecord, reason: str, response_body=None, notify: bool = True) -> None:
     """Give up on a record: FAILED with the reason, and `ai_status: failed` pushed to the group."""
     changed = AIInteractionRecord.objects.filter(pk=record.pk, status=Status.PROCESSING).update(
-        status=Status.FAILED, error_message=reason[:2000], response_body=response_body, updated_at=timezone.now())
+        status=Status.FAILED, error_message=reason[: settings.AI_RECORD_TEXT_MAX], response_body=response_body, updated_at=timezone.now())
     if changed and notify:
         realtime.group_event(record.group.group_id, {
             "type": "ai_status", "group_id": record.group.group_id,

@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from groups.models import ChatGroup, GroupMember
@@ -39,7 +40,8 @@ class MemberInSerializer(serializers.Serializer):
 
 class GroupCreateSerializer(serializers.Serializer):
     group_name = serializers.CharField(max_length=128)
-    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    description = serializers.CharField(required=False, allow_blank=True, default="",
+                                        max_length=settings.IM_MAX_DESCRIPTION_CHARS)
     members = MemberInSerializer(many=True, required=False, default=list)
 
     def validate_members(self, members):
@@ -51,7 +53,7 @@ class GroupCreateSerializer(serializers.Serializer):
 
 class GroupUpdateSerializer(serializers.Serializer):
     group_name = serializers.CharField(max_length=128, required=False)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=settings.IM_MAX_DESCRIPTION_CHARS)
     ai_enabled = serializers.BooleanField(required=False)
 
 

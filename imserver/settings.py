@@ -147,10 +147,13 @@ else:
         }
     }
 
+# Seconds a cache call to Redis may take before the send-rate check gives way.
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
 # The cache holds the send-rate counters: shared through Redis when there is one.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                "KEY_PREFIX": "imcache", "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}}
+                "KEY_PREFIX": "imcache", "OPTIONS": {"socket_timeout": REDIS_SOCKET_TIMEOUT,
+                                                     "socket_connect_timeout": REDIS_SOCKET_TIMEOUT}}
     if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
 
@@ -203,6 +206,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- IM limits -------------------------------------------------------------------------------
 IM_MAX_MESSAGE_CHARS = env.int("IM_MAX_MESSAGE_CHARS", default=4000)
+IM_MAX_DESCRIPTION_CHARS = env.int("IM_MAX_DESCRIPTION_CHARS", default=2000)
 IM_PAGE_SIZE_DEFAULT = env.int("IM_PAGE_SIZE_DEFAULT", default=20)
 IM_PAGE_SIZE_MAX = env.int("IM_PAGE_SIZE_MAX", default=100)
 IM_SYNC_LIMIT_DEFAULT = env.int("IM_SYNC_LIMIT_DEFAULT", default=100)
@@ -287,6 +291,8 @@ AI_STALE_AFTER = env.int(
     default=int((AI_SERVICE_TIMEOUT + AI_RETRY_BACKOFF_MAX) * (AI_MAX_RETRIES + 1)) + 60,
 )
 AI_SWEEP_INTERVAL = env.int("AI_SWEEP_INTERVAL", default=60)
+# Longest error text or raw answer kept on an AI record.
+AI_RECORD_TEXT_MAX = env.int("AI_RECORD_TEXT_MAX", default=2000)
 AI_SWEEP_BATCH = env.int("AI_SWEEP_BATCH", default=1000)  # records dispatched again per sweep, at most
 AI_HTTP_MAX_CONNECTIONS = env.int("AI_HTTP_MAX_CONNECTIONS", default=50)  # per process, to the AI service
 # Threads running AI calls in-process when there is no broker (the embedded system).
