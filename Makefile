@@ -7,7 +7,7 @@ PORT    ?= 8000
 AI_PORT ?= 8001
 STAMP   := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test migrate clean browser
+.PHONY: install run test migrate clean browser bench
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ browser:
 
 test: install browser
 	$(PY) -m pytest
+
+# The benchmark: a production-like deployment on this machine loaded by Locust (see bench/run.py).
+# `make bench` runs every scenario; `make bench SCENARIOS="seed peak" BENCH_ARGS="--servers 3"` picks.
+SCENARIOS  ?=
+BENCH_ARGS ?=
+bench: install
+	$(PY) -m bench.run $(SCENARIOS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage htmlcov

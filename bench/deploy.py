@@ -1,0 +1,218 @@
+"""A production-like deployment on this machine, for the benchmark: daphne servers, Celery workers, the
+reference AI service and a private Redis, on the machine's PostgreSQL; and a sampler of their CPU and memory."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """One process we started, its output in `<log_dir>/<name>.log`."""
+
+    def __init__(self, log_dir: Path, name: str, argv: list[str], env: dict):
+        self.name, self.argv = name, argv
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def wait(self, ready, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
+            if ready():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.tail()}")
+
+    def wait_http(self, url: str, timeout: float = 60):
+        def answers():
+            try:
+                return httpx.get(url, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+        return self.wait(answers, timeout)
+
+    def wait_text(self, text: str, timeout: float = 60):
+        return self.wait(lambda: text in self.log_path.read_text(errors="replace"), timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+class Deployment:
+    """Everything `make bench` serves, started together and stopped together."""
+
+    def __init__(self, log_dir: Path, *, database_url: str, servers: int, workers: int, worker_threads: int,
+                 ai_latency: float, settings: dict):
+        self.log_dir, self.database_url = log_dir, database_url
+        self.n_servers, self.n_workers, self.worker_threads, self.ai_latency = servers, workers, worker_threads, ai_latency
+        self.settings = settings
+        self.procs: list[Proc] = []
+        self.servers: list[Proc] = []
+        self.workers: list[Proc] = []
+        self.ai: Proc | None = None
+        self.redis: Proc | None = None
+        self.redis_url = ""
+        self.server_urls: list[str] = []
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
+        env.update(self.settings, DATABASE_URL=self.database_url, REDIS_URL=self.redis_url,
+                   CELERY_BROKER_URL=self.redis_url, DJANGO_SETTINGS_MODULE="imserver.settings", PYTHONUNBUFFERED="1")
+        return env
+
+    def start_redis(self) -> str:
+        """A private Redis without persistence, so nothing else shares its CPU figures or its keys."""
+        if shutil.which("redis-server") is None:
+            self.redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+            return self.redis_url
+        port = free_port()
+        self.redis = self._start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                           "--appendonly", "no", "--dir", str(self.log_dir)], env=dict(os.environ))
+        self.redis.wait_text("Ready to accept connections", timeout=20)
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        return self.redis_url
+
+    def start(self):
+        ai_port = free_port()
+        self.settings["AI_SERVICE_URL"] = f"http://127.0.0.1:{ai_port}/reply"
+        self.ai = self._start("ai-service", [sys.executable, "manage.py", "ai_reference_serve", "--port", str(ai_port),
+                                             "--latency", str(self.ai_latency), "--jitter", "0",
+                                             "--api-key", self.settings["AI_SERVICE_API_KEY"]])
+        for i in range(self.n_servers):
+            port = free_port()
+            server = self._start(f"server-{i + 1}", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                                     "imserver.asgi:application"])
+            self.servers.append(server)
+            self.server_urls.append(f"http://127.0.0.1:{port}")
+        for i in range(self.n_workers):
+            self.workers.append(self._start(f"worker-{i + 1}", [
+                sys.executable, "-m", "celery", "-A", "imserver", "worker", "--loglevel", "warning",
+                "--pool", "threads", "--concurrency", str(self.worker_threads), "--hostname", f"bench{i + 1}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat"]))
+        self.ai.wait_http(f"http://127.0.0.1:{ai_port}/")
+        for server, url in zip(self.servers, self.server_urls):
+            server.wait_http(f"{url}/health/ready")
+        if self.workers:
+            self.workers[0].wait(lambda: _workers_answering(len(self.workers)), timeout=60)
+
+    def _start(self, name: str, argv: list[str], env: dict | None = None) -> Proc:
+        proc = Proc(self.log_dir, name, argv, env if env is not None else self.env())
+        self.procs.append(proc)
+        return proc
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            proc.stop()
+
+    def components(self) -> dict[str, list[int]]:
+        return {"servers": [p.pid for p in self.servers], "workers": [p.pid for p in self.workers],
+                "ai_service": [self.ai.pid] if self.ai else [], "redis": [self.redis.pid] if self.redis else []}
+
+
+def _workers_answering(expected: int) -> bool:
+    """All workers answer a broadcast ping (the orchestrator's Celery app shares their broker)."""
+    from imserver.celery import app
+
+    try:
+        return len(app.control.ping(timeout=0.5)) >= expected
+    except Exception:  # noqa: BLE001 - the broker is still starting
+        return False
+
+
+def _cpu_and_rss(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system, this process and its reaped children) and resident MB of one process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        statm = Path(f"/proc/{pid}/statm").read_text().split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0, 0.0
+    ticks = sum(int(x) for x in stat[11:15])
+    return ticks / CLOCK_TICKS, int(statm[1]) * PAGE_KB / 1024
+
+
+def _pids_named(comm: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == comm:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+class Sampler(threading.Thread):
+    """Every second: CPU % and resident MB of each component (servers, workers, PostgreSQL, Redis, load)."""
+
+    def __init__(self, components: dict[str, list[int]], interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.components, self.interval = dict(components), interval
+        self.samples: list[dict] = []
+        self.halt = threading.Event()
+
+    def pids(self) -> dict[str, list[int]]:
+        pids = dict(self.components)
+        pids["postgresql"] = _pids_named("postgres")
+        return pids
+
+    def snapshot(self) -> dict[str, tuple[float, float]]:
+        return {name: tuple(map(sum, zip(*([_cpu_and_rss(p) for p in pids] or [(0.0, 0.0)]))))
+                for name, pids in self.pids().items()}
+
+    def run(self):
+        before, t_before = self.snapshot(), time.time()
+        while not self.halt.wait(self.interval):
+            now, t_now = self.snapshot(), time.time()
+            span = t_now - t_before
+            self.samples.append({
+                "t": t_now,
+                "cpu_percent": {k: round(max(0.0, (now[k][0] - before.get(k, now[k])[0]) / span * 100), 1) for k in now},
+                "rss_mb": {k: round(now[k][1], 1) for k in now},
+            })
+            before, t_before = now, t_now
+
+    def stop(self) -> list[dict]:
+        self.halt.set()
+        self.join(timeout=5)
+        return self.samples
+
+
+def rss_mb(pids: list[int]) -> float:
+    return sum(_cpu_and_rss(pid)[1] for pid in pids)

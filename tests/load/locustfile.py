@@ -1,0 +1,384 @@
+"""Care teams under load, for `make bench` (bench/run.py writes the fixture this file reads).
+
+Each Locust user is one member of a group of five (a doctor, three patients and the AI assistant): it holds
+its own WebSocket, and the doctor and patients send messages over HTTP and over the WebSocket in turn, at the
+scenario's rate. Per message it measures the send answer time and, on every other member's connection, the
+delivery time (the sender's clock is in the content; all processes share this machine's clock). Every
+received message is checked against its group's seq: the lost, duplicated and out-of-order counts go into the
+samples file with the timings. Patients in the `ai` scenario wait for the AI's reply to each message and record
+its time minus the reference AI service's configured latency: the IM's own overhead.
+
+Phases are shared through Redis (the fixture's `coord_url`), so several Locust processes agree on them:
+`connected` counts open connections, `go` is when sending starts, `rate` is the `peak` scenario's target.
+"""
+import itertools
+import json
+import os
+import random
+import time
+
+import gevent
+import redis
+import websocket
+from gevent.event import AsyncResult, Event
+from locust import LoadTestShape, User, constant, events, task
+from locust.contrib.fasthttp import FastHttpSession
+
+FIXTURE = json.loads(open(os.environ["BENCH_FIXTURE"]).read())
+SCENARIO = FIXTURE["scenario"]
+PARAMS = FIXTURE["params"]
+MEMBERS = FIXTURE["members"]
+SERVERS = FIXTURE["servers"]
+COORD = redis.Redis.from_url(FIXTURE["coord_url"])
+SENDING_ROLES = {"seed": {"DOCTOR", "PATIENT"}, "peak": {"DOCTOR", "PATIENT"}, "ai": {"PATIENT"}}.get(SCENARIO, set())
+SENDERS = sum(1 for m in MEMBERS if m["role"] in SENDING_ROLES)
+
+
+class Samples:
+    """What this process measured; written to `samples-<pid>.json` when the test stops."""
+
+    def __init__(self):
+        self.sends = []  # [sent_at, answer_ms, transport, ok]
+        self.deliveries = []  # [received_at, latency_ms]
+        self.ai = []  # [replied_at, overhead_ms]
+        self.probes = []  # [probe, received_at, latency_ms]
+        self.connections = []  # per connection: {group_id: [baseline, unique, duplicated, out_of_order]}
+        self.errors = {}
+        self.unanswered_ai = 0
+
+    def error(self, kind: str):
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def dump(self):
+        path = os.path.join(FIXTURE["out_dir"], f"samples-{os.getpid()}.json")
+        with open(path, "w") as out:
+            json.dump(self.__dict__, out)
+
+
+SAMPLES = Samples()
+LIVE = []  # every user that connected, so the integrity record is taken even if on_stop never ran
+
+
+class Phase:
+    """The shared phase, read from Redis by one greenlet per process."""
+    go: float | None = None
+    rate: float = 0.0
+
+    @classmethod
+    def follow(cls):
+        while True:
+            go, rate = COORD.mget("go", "rate")
+            cls.go = float(go) if go else None
+            cls.rate = float(rate) if rate else 0.0
+            gevent.sleep(0.1)
+
+
+@events.init.add_listener
+def _start_following(environment, **kwargs):
+    gevent.spawn(Phase.follow)
+
+
+@events.test_stop.add_listener
+def _dump(environment, **kwargs):
+    for user in LIVE:
+        user.record_integrity()
+    SAMPLES.dump()
+
+
+class GroupSeqs:
+    """The seqs one connection saw in one group, above the last_seq it was told when it connected."""
+
+    def __init__(self, baseline: int):
+        self.baseline, self.seen, self.highest, self.duplicated, self.out_of_order = baseline, set(), 0, 0, 0
+
+    def see(self, seq: int):
+        if seq <= self.baseline:
+            return
+        if seq in self.seen:
+            self.duplicated += 1
+            return
+        if seq < self.highest:
+            self.out_of_order += 1
+        self.seen.add(seq)
+        self.highest = max(self.highest, seq)
+
+
+class CareTeamMember(User):
+    """One member of a care team: a WebSocket reader, and a sender if its role sends in this scenario."""
+    wait_time = constant(0)
+
+    def on_start(self):
+        self.slot = int(COORD.incr("slot")) - 1
+        if self.slot >= len(MEMBERS):
+            raise RuntimeError("more users than the fixture has members")
+        member = MEMBERS[self.slot]
+        self.user_id, self.token, self.role = member["user_id"], member["token"], member["role"]
+        self.group_id = member["group_id"]
+        server = SERVERS[self.slot % len(SERVERS)]
+        self.http = FastHttpSession(server, request_event=self.environment.events.request, user=self,
+                                    connection_timeout=10, network_timeout=30)
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self.acks: dict[str, AsyncResult] = {}
+        self.awaiting_ai: dict[str, float] = {}
+        self.ai_replied = Event()
+        self.groups: dict[str, GroupSeqs] = {}
+        self.recorded = False
+        self.counter = itertools.count(1)
+        self.connected = AsyncResult()
+        started = time.time()
+        ws_url = server.replace("http", "ws", 1) + f"/ws/{self.user_id}?token={self.token}"
+        try:
+            self.ws = websocket.create_connection(ws_url, timeout=None, skip_utf8_validation=True,
+                                                  enable_multithread=True)
+        except Exception as exc:  # noqa: BLE001 - counted and shown by Locust
+            self._fire("WS", "connect", started, exc)
+            raise
+        self.reader = gevent.spawn(self._read)
+        frame = self.connected.get(timeout=30)
+        self._fire("WS", "connect", started)
+        for group in frame["groups"]:
+            self.groups[group["group_id"]] = GroupSeqs(group["last_seq"])
+        LIVE.append(self)
+        COORD.incr("connected")
+
+    def on_stop(self):
+        self.record_integrity()
+        if getattr(self, "ws", None) is not None:
+            COORD.decr("connected")
+            self.ws.close()
+
+    def record_integrity(self):
+        if self.recorded or not self.groups:
+            return
+        self.recorded = True
+        SAMPLES.connections.append({gid: [g.baseline, len(g.seen), g.duplicated, g.out_of_order]
+                                    for gid, g in self.groups.items()})
+        SAMPLES.unanswered_ai += len(self.awaiting_ai)
+
+    # --- receiving -------------------------------------------------------------------------------
+
+    def _read(self):
+        while True:
+            try:
+                raw = self.ws.recv()
+            except Exception:  # noqa: BLE001 - closed by on_stop, or by the server
+                if not self.recorded:
+                    SAMPLES.error("ws_closed")
+                return
+            if not raw:
+                continue
+            now = time.time()
+            frame = json.loads(raw)
+            kind = frame.get("type")
+            if kind in ("message", "ai_reply"):
+                self._pushed(frame, now)
+            elif kind == "message_ack":
+                waiter = self.acks.pop(frame.get("client_msg_id"), None)
+                if waiter is not None:
+                    waiter.set(frame["message"])
+            elif kind == "error":
+                waiter = self.acks.pop(frame.get("client_msg_id"), None)
+                if waiter is not None:
+                    waiter.set_exception(RuntimeError(f"{frame.get('code')}: {frame.get('message')}"))
+                else:
+                    SAMPLES.error(f"ws_error_{frame.get('code')}")
+            elif kind == "connected":
+                self.connected.set(frame)
+
+    def _pushed(self, frame: dict, now: float):
+        group = self.groups.get(frame["group_id"])
+        if group is not None:
+            group.see(frame["seq"])
+        content = frame["content"]
+        if frame["type"] == "ai_reply":
+            sent_at = self.awaiting_ai.pop(frame.get("reply_to"), None)
+            if sent_at is not None:
+                overhead = (now - sent_at - PARAMS.get("ai_latency", 0.0)) * 1000
+                SAMPLES.ai.append([now, overhead])
+                self._fire_ms("AI", "reply overhead", overhead)
+                self.ai_replied.set()
+            return
+        if frame["from_user_id"] == self.user_id:
+            return
+        if content.startswith("bench "):
+            latency = (now - float(content.rsplit(" ", 1)[1])) * 1000
+            SAMPLES.deliveries.append([now, latency])
+            self._fire_ms("WS", "delivery", latency)
+        elif content.startswith("probe "):
+            _, probe, sent_at = content.split(" ")
+            SAMPLES.probes.append([int(probe), now, (now - float(sent_at)) * 1000])
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    @task
+    def take_part(self):
+        if self.role not in SENDING_ROLES:
+            gevent.sleep(3600)
+            return
+        while Phase.go is None or time.time() < Phase.go:
+            gevent.sleep(0.05)
+        if SCENARIO == "ai":
+            self._ask_ai_until_done()
+        else:
+            self._send_at_rate()
+        gevent.sleep(3600)  # the shape ends the test after the drain
+
+    def _interval(self) -> float | None:
+        if SCENARIO == "peak":
+            return SENDERS / Phase.rate if Phase.rate > 0 else None
+        return PARAMS["send_interval"]
+
+    def _send_at_rate(self):
+        end = Phase.go + PARAMS["send_seconds"] if SCENARIO != "peak" else float("inf")
+        next_at = Phase.go + random.uniform(0, self._interval() or 1.0)
+        while True:
+            now = time.time()
+            interval = self._interval()
+            if now >= end or (SCENARIO == "peak" and COORD.get("done")):
+                return
+            if interval is None:
+                gevent.sleep(0.1)
+                next_at = time.time() + random.uniform(0, 0.1)
+                continue
+            if now < next_at:
+                gevent.sleep(min(next_at - now, 0.5))
+                continue
+            self._send_one()
+            next_at = max(next_at + interval, time.time() - interval)
+
+    def _ask_ai_until_done(self):
+        end = Phase.go + PARAMS["send_seconds"]
+        next_at = Phase.go + random.uniform(0, PARAMS["send_interval"])
+        while True:
+            if time.time() < next_at:
+                gevent.sleep(next_at - time.time())
+            if time.time() >= end:
+                return
+            self.ai_replied.clear()
+            message = self._send_one()
+            if message is not None:
+                self.ai_replied.wait(timeout=PARAMS.get("ai_wait", 30))
+            next_at += PARAMS["send_interval"]
+
+    def _send_one(self) -> dict | None:
+        n = next(self.counter)
+        client_msg_id = f"b{self.slot}-{n}"
+        started = time.time()
+        body = {"group_id": self.group_id, "content": f"bench {self.slot} {n} {started:.6f}",
+                "client_msg_id": client_msg_id}
+        over_ws = n % 2 == 1 if PARAMS.get("ws_share", 0.5) == 0.5 else random.random() < PARAMS["ws_share"]
+        message, error = None, None
+        if over_ws:
+            waiter = self.acks[client_msg_id] = AsyncResult()
+            try:
+                self.ws.send(json.dumps({"type": "send_message", **body}))
+                message = waiter.get(timeout=PARAMS.get("send_timeout", 30))
+            except Exception as exc:  # noqa: BLE001 - an error frame, a timeout or a closed socket
+                self.acks.pop(client_msg_id, None)
+                error = exc
+            self._fire("WS", "send", started, error)
+        else:
+            with self.http.post("/api/message/send", json=body, headers=self.headers, name="send",
+                                catch_response=True) as answer:
+                if answer.status_code == 201:
+                    message = answer.json()
+                else:
+                    error = RuntimeError(f"HTTP {answer.status_code}: {answer.text[:200]}")
+                    answer.failure(error)
+        answered = time.time()
+        if message is not None and SCENARIO == "ai":
+            self.awaiting_ai[message["message_id"]] = started
+        SAMPLES.sends.append([started, (answered - started) * 1000, "ws" if over_ws else "http", error is None])
+        if error is not None:
+            SAMPLES.error("send_ws" if over_ws else "send_http")
+        return message
+
+    def _fire(self, kind: str, name: str, started: float, error: Exception | None = None):
+        self.environment.events.request.fire(request_type=kind, name=name, response_time=(time.time() - started) * 1000,
+                                             response_length=0, exception=error, context={})
+
+    def _fire_ms(self, kind: str, name: str, ms: float):
+        self.environment.events.request.fire(request_type=kind, name=name, response_time=ms, response_length=0,
+                                             exception=None, context={})
+
+
+class ScenarioShape(LoadTestShape):
+    """Users and phases of the scenario: connect everyone, send for a while (or step the rate), drain, stop."""
+
+    def __init__(self):
+        super().__init__()
+        self.users = len(MEMBERS) if SCENARIO != "connections" else 0
+        self.spawn_rate = PARAMS.get("spawn_rate", 50)
+        self.step = 0
+        self.step_started = None
+
+    def tick(self):
+        if SCENARIO == "connections":
+            return self._connections()
+        connected = int(COORD.get("connected") or 0)
+        go = COORD.get("go")
+        now = time.time()
+        if go is None:
+            if connected >= self.users:
+                COORD.set("go", now + 1.0)
+            elif self.get_run_time() > PARAMS.get("connect_timeout", 120):
+                print(f"only {connected} of {self.users} users connected; giving up")
+                return None
+            return self.users, self.spawn_rate
+        go = float(go)
+        if SCENARIO == "peak":
+            return self._peak(now, go)
+        if now > go + PARAMS["send_seconds"] + PARAMS["drain_seconds"]:
+            return None
+        return self.users, self.spawn_rate
+
+    def _peak(self, now: float, go: float):
+        steps = PARAMS["rates"]
+        if now < go:
+            return self.users, self.spawn_rate
+        if self.step_started is None:
+            self._start_step(now)
+        elif now - self.step_started >= PARAMS["step_seconds"]:
+            COORD.rpush("steps", json.dumps({"rate": steps[self.step], "start": self.step_started, "end": now}))
+            if self.step + 1 >= len(steps) or self._step_failed():
+                if not COORD.get("done"):
+                    COORD.set("done", now)
+                    COORD.set("rate", 0)
+            else:
+                self.step += 1
+                self._start_step(now)
+        done = COORD.get("done")
+        if done is not None and now > float(done) + PARAMS["drain_seconds"]:
+            return None
+        return self.users, self.spawn_rate
+
+    def _start_step(self, now: float):
+        self.step_started = now
+        self.failures_before = self.runner.stats.total.num_failures
+        COORD.set("rate", PARAMS["rates"][self.step])
+        print(f"peak: step {self.step + 1}, {PARAMS['rates'][self.step]} messages/s", flush=True)
+
+    def _step_failed(self) -> bool:
+        """Stop raising the rate once deliveries get slow or anything fails (per Locust's recent window)."""
+        delivery = self.runner.stats.get("delivery", "WS")
+        p99 = delivery.get_current_response_time_percentile(0.99) or 0
+        failed = self.runner.stats.total.num_failures > self.failures_before
+        if p99 > PARAMS["p99_limit_ms"] or failed:
+            print(f"peak: stopping, recent delivery p99 {p99} ms, failures {failed}", flush=True)
+            return True
+        return False
+
+    def _connections(self):
+        steps = PARAMS["steps"]
+        if self.step >= len(steps):
+            return None
+        target = steps[self.step]
+        if COORD.get(f"probed:{target}"):
+            self.step += 1
+            if self.step >= len(steps):
+                return None
+            target = steps[self.step]
+        if self.get_run_time() > PARAMS.get("connect_timeout", 600):
+            print("connections: out of time; stopping")
+            return None
+        return target, self.spawn_rate
