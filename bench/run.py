@@ -31,7 +31,7 @@ SCENARIOS = {
     "seed": {"users": 100, "send_interval": 2.0, "send_seconds": 60, "drain_seconds": 3},
     "peak": {"users": 100, "rates": [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200],
              "step_seconds": 15, "drain_seconds": 3, "p99_limit_ms": 100},
-    "connections": {"users": 5000, "steps": [1000, 2000, 3000, 4000, 5000], "spawn_rate": 250, "settle_seconds": 3},
+    "connections": {"users": 5000, "steps": [1000, 2000, 3000, 4000, 5000], "spawn_rate": 100, "settle_seconds": 3},
     "ai": {"patients": 100, "send_interval": 5.0, "send_seconds": 60, "drain_seconds": 8, "ai_latency": 1.0},
 }
 
@@ -41,6 +41,8 @@ def main(argv=None):
     parser.add_argument("scenarios", nargs="*", metavar="scenario", help=f"any of {', '.join(SCENARIOS)} (default all)")
     parser.add_argument("--users", type=int, help="Locust users (seed, peak, connections) or patients (ai)")
     parser.add_argument("--duration", type=float, help="seconds of sending (seed, ai)")
+    parser.add_argument("--rates", help="peak: the target messages/s of the steps, comma-separated")
+    parser.add_argument("--step-seconds", type=float, help="peak: seconds each rate is held")
     parser.add_argument("--servers", type=int, default=int(os.environ.get("BENCH_SERVERS", 2)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 1)))
     parser.add_argument("--worker-threads", type=int, default=int(os.environ.get("BENCH_WORKER_THREADS", 64)))
@@ -70,6 +72,10 @@ def main(argv=None):
                     params["steps"] = _steps_to(args.users)
             if args.duration:
                 params["send_seconds"] = args.duration
+            if scenario == "peak" and args.rates:
+                params["rates"] = [int(r) for r in args.rates.split(",")]
+            if scenario == "peak" and args.step_seconds:
+                params["step_seconds"] = args.step_seconds
             result = Bench(scenario, params, args, out_dir, command, shared).run()
             if not result["integrity"]["ok"]:
                 failures.append(scenario)

@@ -63,13 +63,15 @@ class Phase:
     """The shared phase, read from Redis by one greenlet per process."""
     go: float | None = None
     rate: float = 0.0
+    done: bool = False
 
     @classmethod
     def follow(cls):
         while True:
-            go, rate = COORD.mget("go", "rate")
+            go, rate, done = COORD.mget("go", "rate", "done")
             cls.go = float(go) if go else None
             cls.rate = float(rate) if rate else 0.0
+            cls.done = done is not None
             gevent.sleep(0.1)
 
 
@@ -234,7 +236,7 @@ class CareTeamMember(User):
         while True:
             now = time.time()
             interval = self._interval()
-            if now >= end or (SCENARIO == "peak" and COORD.get("done")):
+            if now >= end or Phase.done:
                 return
             if interval is None:
                 gevent.sleep(0.1)
@@ -266,7 +268,7 @@ class CareTeamMember(User):
         started = time.time()
         body = {"group_id": self.group_id, "content": f"bench {self.slot} {n} {started:.6f}",
                 "client_msg_id": client_msg_id}
-        over_ws = n % 2 == 1 if PARAMS.get("ws_share", 0.5) == 0.5 else random.random() < PARAMS["ws_share"]
+        over_ws = (n + self.slot) % 2 == 1 if PARAMS.get("ws_share", 0.5) == 0.5 else random.random() < PARAMS["ws_share"]
         message, error = None, None
         if over_ws:
             waiter = self.acks[client_msg_id] = AsyncResult()
@@ -311,6 +313,7 @@ class ScenarioShape(LoadTestShape):
         self.spawn_rate = PARAMS.get("spawn_rate", 50)
         self.step = 0
         self.step_started = None
+        self.done_at = None
 
     def tick(self):
         if SCENARIO == "connections":
@@ -336,20 +339,19 @@ class ScenarioShape(LoadTestShape):
         steps = PARAMS["rates"]
         if now < go:
             return self.users, self.spawn_rate
+        if self.done_at is not None:
+            return None if now > self.done_at + PARAMS["drain_seconds"] else (self.users, self.spawn_rate)
         if self.step_started is None:
             self._start_step(now)
         elif now - self.step_started >= PARAMS["step_seconds"]:
             COORD.rpush("steps", json.dumps({"rate": steps[self.step], "start": self.step_started, "end": now}))
             if self.step + 1 >= len(steps) or self._step_failed():
-                if not COORD.get("done"):
-                    COORD.set("done", now)
-                    COORD.set("rate", 0)
+                self.done_at = now
+                COORD.set("rate", 0)
+                COORD.set("done", now)
             else:
                 self.step += 1
                 self._start_step(now)
-        done = COORD.get("done")
-        if done is not None and now > float(done) + PARAMS["drain_seconds"]:
-            return None
         return self.users, self.spawn_rate
 
     def _start_step(self, now: float):
