@@ -1,9 +1,12 @@
 """The WebSocket gateway: frames in become service calls, channel-layer events become frames."""
+import asyncio
+import functools
 import json
-from collections import Counter
+from collections import Counter, deque
 import time
 from datetime import datetime, timezone
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -55,12 +58,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Membership news first, so that a change committed while the memberships are read is not lost.
         await self.channel_layer.group_add(realtime.user_channel(self.user.user_id), self.channel_name)
         self.group_ids = {g["group_id"] for g in await self._memberships()}
-        self.sent_times: list[float] = []
-        self.caught_up: dict[str, int] = {}
+        self.sent_times: deque[float] = deque()  # oldest first
+        # Pushes go out in seq order, each once: `delivered` is the last seq this connection has had per group,
+        # `pending` holds pushes that came before an earlier seq did, and a gap filler reads a seq whose push
+        # is late or lost from the database.
+        self.delivered: dict[str, int] = {}
+        self.pending: dict[str, dict[int, str]] = {}
+        self.gap_fillers: dict[str, asyncio.Task] = {}
+        self.push_lock = asyncio.Lock()
         for group_id in self.group_ids:
             await self.channel_layer.group_add(realtime.group_channel(group_id), self.channel_name)
         # Read again once subscribed: a message after these last_seq values is pushed, one up to them is synced.
         groups = await self._memberships()
+        self.delivered = {g["group_id"]: g["last_seq"] for g in groups}
         await self.accept()
         self._open_per_user[self.user.pk] += 1
         self.counted = True
@@ -78,9 +88,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 del self._open_per_user[self.user.pk]
         if not hasattr(self, "group_ids"):
             return
+        for task in getattr(self, "gap_fillers", {}).values():
+            task.cancel()
         for group_id in self.group_ids:
             await self.channel_layer.group_discard(realtime.group_channel(group_id), self.channel_name)
         await self.channel_layer.group_discard(realtime.user_channel(self.user.user_id), self.channel_name)
+
+    async def dispatch(self, message):
+        """AsyncConsumer.dispatch without its thread hop to close stale database connections before every event
+        (each pushed message, for each connection): this consumer reaches the database only through
+        database_sync_to_async, which closes them in its own thread."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data=None, bytes_data=None):
         """Parse one frame and answer it; a bad frame gets an error frame, never a close."""
@@ -117,7 +138,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _check_rate(self):
         now = time.monotonic()
         window_start = now - settings.WS_RATE_INTERVAL
-        self.sent_times = [t for t in self.sent_times if t > window_start]
+        while self.sent_times and self.sent_times[0] <= window_start:
+            self.sent_times.popleft()
         if len(self.sent_times) >= settings.WS_RATE_MESSAGES:
             raise RateLimitedFrame(
                 f"At most {settings.WS_RATE_MESSAGES} frames per {settings.WS_RATE_INTERVAL:g} s; slow down.")
@@ -160,11 +182,60 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- channel-layer events -------------------------------------------------------------------
 
     async def chat_message(self, event):
-        """A stored message of one of this user's groups."""
-        frame = event["frame"]
-        if frame["group_id"] in self.group_ids and frame["seq"] > self.caught_up.get(frame["group_id"], 0):
-            await self._frame(frame)
-            PUSH_LATENCY.observe(max(0.0, time.time() - event.get("sent_at", time.time())))
+        """A stored message of one of this user's groups, its frame already JSON text: sent in seq order."""
+        group_id, seq = event["group_id"], event["seq"]
+        if group_id not in self.group_ids or seq <= self.delivered.get(group_id, 0):
+            return  # a repeat, or a message the client syncs (at or before its `connected` last_seq)
+        if seq == self.delivered.get(group_id, 0) + 1 and group_id not in self.gap_fillers:
+            await self._deliver(group_id, seq, event["text"])  # the usual case: in order, nothing held
+        else:
+            await self._ordered(group_id, seq, event["text"])
+        PUSH_LATENCY.observe(max(0.0, time.time() - event.get("sent_at", time.time())))
+
+    async def _ordered(self, group_id: str, seq: int, text: str):
+        """Deliver, hold or drop a push while a gap of its group is open (the gap filler may be delivering)."""
+        async with self.push_lock:
+            if seq == self.delivered.get(group_id, 0) + 1:
+                await self._deliver(group_id, seq, text)
+                if group_id in self.pending:
+                    await self._flush(group_id)
+            elif seq > self.delivered.get(group_id, 0):
+                # A later seq came first: a concurrent sender's commit published before an earlier one's.
+                self.pending.setdefault(group_id, {})[seq] = text
+                if group_id not in self.gap_fillers:
+                    self.gap_fillers[group_id] = asyncio.create_task(self._fill_gap(group_id))
+
+    async def _deliver(self, group_id: str, seq: int, text: str):
+        self.delivered[group_id] = seq
+        await self.send(text_data=text)
+
+    async def _flush(self, group_id: str):
+        """Send the held pushes that now follow on; stop the gap filler once nothing is held."""
+        pending = self.pending.get(group_id, {})
+        while (seq := self.delivered.get(group_id, 0) + 1) in pending:
+            await self._deliver(group_id, seq, pending.pop(seq))
+        for seq in [s for s in pending if s <= self.delivered.get(group_id, 0)]:
+            del pending[seq]
+        if not pending:
+            self.pending.pop(group_id, None)
+            filler = self.gap_fillers.pop(group_id, None)
+            if filler is not None and filler is not asyncio.current_task():
+                filler.cancel()
+
+    async def _fill_gap(self, group_id: str):
+        """Wait a moment for the missing pushes; then read the missing messages from the database."""
+        await asyncio.sleep(settings.WS_PUSH_REORDER_WAIT)
+        async with self.push_lock:
+            while self.pending.get(group_id) and group_id in self.group_ids:
+                missed = await self._since(group_id, self.delivered.get(group_id, 0))
+                for frame in missed:
+                    if frame["seq"] == self.delivered.get(group_id, 0) + 1:
+                        await self._deliver(group_id, frame["seq"], realtime.frame_text(frame))
+                await self._flush(group_id)
+                if not missed:
+                    break
+            self.pending.pop(group_id, None)
+            self.gap_fillers.pop(group_id, None)
 
     async def group_event(self, event):
         """Typing, AI status and membership news of a group; the user's own arrive by other means."""
@@ -188,21 +259,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._frame(frame)
             # Messages sent since the join were pushed to the group before this connection listened.
             if not followed and event.get("last_seq") is not None:
-                missed = await self._since(group_id, event["last_seq"])
-                for message in missed:
-                    await self._frame(message)
-                if missed:
-                    self.caught_up[group_id] = missed[-1]["seq"]
+                async with self.push_lock:
+                    self.delivered[group_id] = event["last_seq"]
+                    for message in await self._since(group_id, event["last_seq"]):
+                        if message["seq"] == self.delivered[group_id] + 1:
+                            await self._deliver(group_id, message["seq"], realtime.frame_text(message))
+                    if group_id in self.pending:
+                        await self._flush(group_id)
         else:
             self.group_ids.discard(group_id)
-            self.caught_up.pop(group_id, None)
+            self.delivered.pop(group_id, None)
+            self.pending.pop(group_id, None)
+            filler = self.gap_fillers.pop(group_id, None)
+            if filler is not None:
+                filler.cancel()
             await self.channel_layer.group_discard(channel, self.channel_name)
             await self._frame(frame)
 
     # --- helpers --------------------------------------------------------------------------------
 
     async def _frame(self, frame: dict):
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+        await self.send(text_data=realtime.frame_text(frame))
 
     @database_sync_to_async
     def _memberships(self) -> list[dict]:
@@ -210,11 +287,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 GroupMember.objects.filter(user=self.user).order_by("group_id")
                 .values_list("group__group_id", "group__last_seq")]
 
-    @database_sync_to_async
+    # In a thread pool, not the process's one thread for sync code: sends of different connections overlap
+    # their database round trips (the group's row lock orders them); one connection's frames stay in order.
+    @functools.partial(database_sync_to_async, thread_sensitive=False)
     def _send(self, group_id, content, msg_type, client_msg_id) -> dict:
         if msg_type not in (MsgType.TEXT, MsgType.IMAGE):
             raise ValidationFailed("msg_type must be TEXT or IMAGE.")
-        message, _ = message_send(sender=self.user, group=group_by_public_id(str(group_id)), content=content,
+        group = group_by_public_id(str(group_id), for_user=self.user)
+        message, _ = message_send(sender=self.user, group=group, content=content,
                                   msg_type=msg_type, client_msg_id=client_msg_id, via="websocket")
         return message_data(message)
 

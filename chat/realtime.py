@@ -1,4 +1,5 @@
 """Channel-layer names and the pushes that follow a commit."""
+import json
 import logging
 import time
 
@@ -27,6 +28,11 @@ def message_frame(message) -> dict:
     return data
 
 
+def frame_text(frame: dict) -> str:
+    """A frame as the JSON text sent on the WebSocket."""
+    return json.dumps(frame, separators=(",", ":"))
+
+
 def _send(channel_group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -38,9 +44,14 @@ def _send(channel_group: str, event: dict) -> None:
 
 
 def message_push(message) -> None:
-    """Push a stored message to every connection of its group (called on commit)."""
-    _send(group_channel(message.group.group_id),
-          {"type": "chat.message", "frame": message_frame(message), "sent_at": time.time()})
+    """Push a stored message to every connection of its group (called on commit).
+
+    The frame is serialized here, once, not by each connection; group_id and seq ride along for the
+    connections' filters."""
+    frame = message_frame(message)
+    _send(group_channel(frame["group_id"]), {"type": "chat.message", "group_id": frame["group_id"],
+                                             "seq": frame["seq"], "text": frame_text(frame),
+                                             "sent_at": time.time()})
 
 
 def membership_changed(*, member, joined: bool) -> None:

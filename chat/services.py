@@ -8,7 +8,8 @@ from django.db import IntegrityError, connection, transaction
 
 from chat import realtime
 from chat.models import Message, MsgType
-from groups.models import ChatGroup, GroupMember
+from groups import permissions
+from groups.models import ChatGroup
 from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
 from imserver.observability import MESSAGES_SENT
 from users.models import Role, User
@@ -19,7 +20,7 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class _Repeat(Exception):
-    """Raised inside the transaction to undo the seq bump when the message already exists."""
+    """Raised inside the transaction when the message already exists: nothing of it is kept."""
 
     def __init__(self, message):
         self.message = message
@@ -68,8 +69,7 @@ def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str =
     if msg_type not in MsgType.values:
         raise ValidationFailed(f"msg_type must be one of {', '.join(MsgType.values)}.",
                                details={"msg_type": [f"Unknown type {msg_type!r}."]})
-    member_role = (GroupMember.objects.filter(group=group, user=sender)
-                   .values_list("user_role", flat=True).first())
+    member_role = permissions.member_role(sender, group)
     if member_role is None:
         raise NotGroupMember(details={"group_id": group.group_id})
     content = _clean_content(content, msg_type)
@@ -89,18 +89,9 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
     message with `created` False. `via` names the transport, for the metrics."""
     member_role, content, client_msg_id = message_validate(
         sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id)
-    if client_msg_id is not None:
-        found = _existing(group, sender, client_msg_id)
-        if found is not None:
-            return _bind(found, group, sender), False
     try:
         with transaction.atomic():
-            seq = _next_seq(group)
-            if client_msg_id is not None:
-                # The group row is locked now, so a concurrent twin has either committed or not started.
-                found = _existing(group, sender, client_msg_id)
-                if found is not None:
-                    raise _Repeat(found)
+            seq = _next_seq(group, sender, client_msg_id)
             message = Message.objects.create(
                 group=group, seq=seq, sender=sender, from_role=member_role, msg_type=msg_type,
                 content=content, client_msg_id=client_msg_id, reply_to=reply_to,
@@ -110,6 +101,8 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
     except _Repeat as repeat:
         return _bind(repeat.message, group, sender), False
     except IntegrityError:
+        # A twin with the same client_msg_id committed while this one waited for the group's row: the
+        # unique constraint refused the copy, and the rollback undid the seq bump.
         if client_msg_id is None:
             raise
         found = _existing(group, sender, client_msg_id)
@@ -124,15 +117,25 @@ def _stored(message: Message, via: str) -> None:
     realtime.message_push(message)
 
 
-def _next_seq(group: ChatGroup) -> int:
-    """Bump and return the group's last_seq; the row lock orders concurrent senders."""
+def _next_seq(group: ChatGroup, sender: User, client_msg_id: str | None) -> int:
+    """Bump and return the group's last_seq; the row lock orders concurrent senders.
+
+    With a client_msg_id the same statement checks that the sender has not stored it yet, so that a repeat
+    bumps nothing and costs no extra round trip on a first send; a repeat raises _Repeat."""
+    sql = f"UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1 WHERE id = %s"
+    params = [group.pk]
+    if client_msg_id is not None:
+        sql += (f" AND NOT EXISTS (SELECT 1 FROM {Message._meta.db_table}"
+                " WHERE group_id = %s AND sender_id = %s AND client_msg_id = %s)")
+        params += [group.pk, sender.pk, client_msg_id]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",
-            [group.pk],
-        )
+        cursor.execute(sql + " RETURNING last_seq", params)
         row = cursor.fetchone()
     if row is None:
+        if client_msg_id is not None:
+            found = _existing(group, sender, client_msg_id)
+            if found is not None:
+                raise _Repeat(found)
         raise NotFound("The group no longer exists.")
     return row[0]
 

@@ -34,7 +34,7 @@ class MessageViewSet(viewsets.GenericViewSet):
         body = SendSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        group = group_by_public_id(data["group_id"])
+        group = group_by_public_id(data["group_id"], for_user=request.user)
         message, created = message_send(sender=request.user, group=group, content=data["content"],
                                         msg_type=data["msg_type"], client_msg_id=data.get("client_msg_id"),
                                         via="http")

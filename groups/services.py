@@ -41,6 +41,7 @@ def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
             member = GroupMember.objects.create(group=group, user=user, user_role=user_role)
     except IntegrityError as exc:
         raise AlreadyMember(details={"user_id": user.user_id, "group_id": group.group_id}) from exc
+    _roles_changed(group)
     transaction.on_commit(lambda: realtime.membership_changed(member=member, joined=True))
     return member
 
@@ -50,6 +51,8 @@ def member_role_change(*, member: GroupMember, user_role: str) -> GroupMember:
     check_role(user_role)
     member.user_role = user_role
     member.save(update_fields=["user_role"])
+    if GroupMember.group.is_cached(member):
+        _roles_changed(member.group)
     return member
 
 
@@ -59,4 +62,10 @@ def member_remove(*, group: ChatGroup, user: User) -> None:
     if member is None:
         raise NotFound("The user is not a member of this group.", details={"user_id": user.user_id})
     member.delete()
+    _roles_changed(group)
     transaction.on_commit(lambda: realtime.membership_changed(member=member, joined=False))
+
+
+def _roles_changed(group: ChatGroup) -> None:
+    """Forget the in-group roles read with this group object (groups.permissions.group_by_public_id)."""
+    vars(group).pop("known_roles", None)

@@ -64,6 +64,11 @@ MIDDLEWARE = [
 ROOT_URLCONF = "imserver.urls"
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "imserver.asgi.application"
+# Threads a server process keeps for the sync code of HTTP requests (one runs one request at a time), so that
+# a request need not start one; more requests at once still get their own.
+ASGI_IDLE_THREADS = env.int("ASGI_IDLE_THREADS", default=32)
+# Seconds a thread of a server process runs before Python offers the GIL to another (Python's default 0.005).
+ASGI_SWITCH_INTERVAL = env.float("ASGI_SWITCH_INTERVAL", default=0.001)
 
 TEMPLATES = [
     {
@@ -99,11 +104,30 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": env.str("SQLITE_TEST_NAME", default=str(Path(tempfile.gettempdir()) / f"im-test-{os.getpid()}.sqlite3"))
     }
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
     )
+    # A pool of PostgreSQL connections per server process, shared by its threads: a request holds one while it
+    # runs. Off, every thread that serves requests keeps a connection of its own (DB_CONN_MAX_AGE).
+    if env.bool("DB_POOL", default=True):
+        from imserver.dbpool import pool_unreachable
+
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            # Connections kept open while idle, and the most one process opens.
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+            "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
+            # Seconds a request waits for a free connection before it fails (503 SERVICE_UNAVAILABLE).
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # Seconds the pool retries a failed connect before it gives up and the requests waiting for a
+            # connection fail (503) rather than wait out DB_POOL_TIMEOUT; it connects again on the next demand.
+            "reconnect_timeout": env.float("DB_POOL_RECONNECT_TIMEOUT", default=0.0),
+            "reconnect_failed": pool_unreachable,
+        }
+    else:
+        # Seconds a connection is reused (per thread) when the pool is off.
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "users.User"
 
@@ -151,7 +175,7 @@ else:
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
 # The cache holds the send-rate counters: shared through Redis when there is one.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+    "default": {"BACKEND": "imserver.cache.RedisCache", "LOCATION": REDIS_URL,
                 "KEY_PREFIX": "imcache", "OPTIONS": {"socket_timeout": REDIS_SOCKET_TIMEOUT,
                                                      "socket_connect_timeout": REDIS_SOCKET_TIMEOUT}}
     if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
@@ -265,6 +289,9 @@ WS_MAX_FRAME_BYTES = env.int("WS_MAX_FRAME_BYTES", default=64 * 1024)
 # Frames a connection may send per WS_RATE_INTERVAL seconds before it gets RATE_LIMITED errors.
 WS_RATE_MESSAGES = env.int("WS_RATE_MESSAGES", default=30)
 WS_RATE_INTERVAL = env.float("WS_RATE_INTERVAL", default=10.0)
+# Seconds a connection holds a push that came before an earlier seq did, waiting for the earlier one's push,
+# before it reads the missing messages from the database (pushes always leave in seq order).
+WS_PUSH_REORDER_WAIT = env.float("WS_PUSH_REORDER_WAIT", default=0.5)
 # Open WebSocket connections one user may hold on one server process.
 WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=20)
 # Daphne's server pings: the interval, and how long a silent client is kept (passed by `make run`).

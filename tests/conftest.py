@@ -75,10 +75,37 @@ def _tasks_in_process(request, settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_counters():
-    """Send-rate counters are keyed by user pk, which SQLite reuses after a flush: start each test with none.
-    (On PostgreSQL pks are never reused, and the Redis cache is shared with the broker: left alone.)"""
+    """Send-rate counters are keyed by user pk, which SQLite reuses after a flush and a new PostgreSQL test
+    database reuses from the run before: start each test with none. (The Redis cache is shared with the broker:
+    only the counters go.)"""
     from django.core.cache import caches
     from django.core.cache.backends.locmem import LocMemCache
+    from django.core.cache.backends.redis import RedisCache
 
-    if isinstance(caches["default"], LocMemCache):
-        caches["default"].clear()
+    cache = caches["default"]
+    if isinstance(cache, LocMemCache):
+        cache.clear()
+    elif isinstance(cache, RedisCache):
+        client = cache._cache.get_client(write=True)
+        for key in client.scan_iter(cache.make_key("throttle_*")):
+            client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def _pool_threads_give_connections_back(monkeypatch):
+    """channels' test communicator turns database_sync_to_async's closing of connections off (to spare the test's
+    own); the consumer's sends run in a thread pool, whose threads must still give theirs back to the pool, as
+    they do outside tests."""
+    from channels.db import DatabaseSyncToAsync
+    from django.db import close_old_connections
+
+    thread_handler = DatabaseSyncToAsync.thread_handler
+
+    def closing_thread_handler(self, loop, *args, **kwargs):
+        try:
+            return thread_handler(self, loop, *args, **kwargs)
+        finally:
+            if not self._thread_sensitive:
+                close_old_connections()
+
+    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", closing_thread_handler)

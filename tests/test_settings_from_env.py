@@ -55,3 +55,30 @@ def test_production_refuses_the_default_secret_key():
     assert "SECRET_KEY must be set when DEBUG is off" in refused.stderr
     accepted = load(DEBUG="false", SECRET_KEY="a-real-secret-from-the-environment")
     assert accepted.returncode == 0, accepted.stderr
+
+
+POOL_PROBE = (
+    "import json, django; from django.conf import settings as s; django.setup(); d = s.DATABASES['default']; "
+    "pool = d['OPTIONS'].get('pool') or {}; "
+    "print(json.dumps({'max_age': d['CONN_MAX_AGE'], 'pool': {k: pool[k] for k in pool if k in "
+    "('min_size', 'max_size', 'timeout', 'reconnect_timeout')}}))"
+)
+
+
+def _pool_conf(**env):
+    clean = {k: v for k, v in os.environ.items() if k not in KNOBS and not k.startswith("DB_")}
+    clean.update(DJANGO_SETTINGS_MODULE="imserver.settings", DATABASE_URL="postgres://u@db.example:5432/im", **env)
+    result = subprocess.run([sys.executable, "-c", POOL_PROBE], cwd=ROOT, env=clean, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_postgresql_connections_come_from_a_pool_unless_switched_off():
+    assert _pool_conf() == {"max_age": 0, "pool": {"min_size": 2, "max_size": 10, "timeout": 10.0,
+                                                   "reconnect_timeout": 0.0}}
+    assert _pool_conf(DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="4", DB_POOL_TIMEOUT="2.5")["pool"] == {
+        "min_size": 1, "max_size": 4, "timeout": 2.5, "reconnect_timeout": 0.0}
+    # Off, the persistent connections of before: DB_CONN_MAX_AGE seconds each.
+    assert _pool_conf(DB_POOL="false") == {"max_age": 60, "pool": {}}
+    assert _pool_conf(DB_POOL="false", DB_CONN_MAX_AGE="5") == {"max_age": 5, "pool": {}}

@@ -1,8 +1,8 @@
 """Driving the WebSocket endpoint of the full ASGI stack from sync tests.
 
 Each test writes its scenario as a coroutine and runs it with `run(...)` (asgiref's async_to_sync, so the
-consumer's database work runs in the test's own thread and sees the test's rows). Sync services called from
-inside a scenario go through `db(...)`.
+consumer's database work runs in the test's own thread and sees the test's rows; but sends run in a thread pool,
+so tests that send frames use transaction=True). Sync services called from inside a scenario go through `db(...)`.
 """
 import asyncio
 import contextlib

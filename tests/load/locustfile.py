@@ -232,7 +232,7 @@ class CareTeamMember(User):
 
     def _send_at_rate(self):
         end = Phase.go + PARAMS["send_seconds"] if SCENARIO != "peak" else float("inf")
-        next_at = Phase.go + random.uniform(0, self._interval() or 1.0)
+        next_at = None
         while True:
             now = time.time()
             interval = self._interval()
@@ -240,8 +240,10 @@ class CareTeamMember(User):
                 return
             if interval is None:
                 gevent.sleep(0.1)
-                next_at = time.time() + random.uniform(0, 0.1)
+                next_at = None
                 continue
+            if next_at is None:  # each sender at its own phase of the interval, so the load is even, not bursts
+                next_at = max(now, Phase.go) + random.uniform(0, interval)
             if now < next_at:
                 gevent.sleep(min(next_at - now, 0.5))
                 continue
