@@ -30,6 +30,10 @@ def step(record_id: str) -> float | None:
         services.ai_record_fail(record=record, reason="The AI was switched off in this group.", notify=False)
         return None
     body = services.ai_attempt_begin(record=record)
+    # The call may take up to AI_SERVICE_TIMEOUT: its database connection goes back to the pool meanwhile, so
+    # slow AI answers never hold the connections the IM core needs (nor cap the worker at the pool's size).
+    if not connection.in_atomic_block:
+        connection.close()
     try:
         answer = client.ai_call(body)
     except client.AIError as exc:

@@ -1,12 +1,29 @@
 """Channel-layer names and the pushes that follow a commit."""
+import asyncio
 import json
 import logging
+import threading
 import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
+_publisher_loop: asyncio.AbstractEventLoop | None = None
+_publisher_lock = threading.Lock()
+
+
+def publish_from_own_loop() -> None:
+    """Publish through one event loop that lives as long as this process (for Celery workers).
+
+    Outside a server there is no event loop for async_to_sync to return to, so each push would run in a loop of
+    its own, and the Redis channel layer would open (and drop) its connections for every one of them."""
+    global _publisher_loop
+    with _publisher_lock:
+        if _publisher_loop is None:
+            _publisher_loop = asyncio.new_event_loop()
+            threading.Thread(target=_publisher_loop.run_forever, name="channel-layer", daemon=True).start()
 
 
 def group_channel(group_id: str) -> str:
@@ -38,7 +55,11 @@ def _send(channel_group: str, event: dict) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(channel_group, event)
+        if _publisher_loop is not None:
+            asyncio.run_coroutine_threadsafe(layer.group_send(channel_group, event), _publisher_loop).result(
+                timeout=settings.REDIS_SOCKET_TIMEOUT * 2)
+        else:
+            async_to_sync(layer.group_send)(channel_group, event)
     except Exception:  # noqa: BLE001 - a push failure never undoes a stored message; clients sync.
         logger.warning("push to %s failed", channel_group, exc_info=True)
 

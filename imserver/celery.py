@@ -2,6 +2,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
 
@@ -11,3 +12,11 @@ app.autodiscover_tasks()
 
 # Request ids travel with tasks (Celery signals connected on import).
 import imserver.observability  # noqa: E402,F401
+
+
+@worker_init.connect
+def _publish_from_own_loop(**kwargs):
+    """A worker's pushes (AI replies, AI status) share one event loop and its Redis connections."""
+    from chat import realtime
+
+    realtime.publish_from_own_loop()

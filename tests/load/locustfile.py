@@ -29,7 +29,9 @@ SCENARIO = FIXTURE["scenario"]
 PARAMS = FIXTURE["params"]
 MEMBERS = FIXTURE["members"]
 SERVERS = FIXTURE["servers"]
-COORD = redis.Redis.from_url(FIXTURE["coord_url"])
+# Thousands of users share a few connections: a user waits for a free one rather than failing.
+COORD = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(FIXTURE["coord_url"], max_connections=20,
+                                                                           timeout=60))
 SENDING_ROLES = {"seed": {"DOCTOR", "PATIENT"}, "peak": {"DOCTOR", "PATIENT"}, "ai": {"PATIENT"}}.get(SCENARIO, set())
 SENDERS = sum(1 for m in MEMBERS if m["role"] in SENDING_ROLES)
 
