@@ -2,6 +2,7 @@
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 
@@ -10,20 +11,28 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-_publisher_loop: asyncio.AbstractEventLoop | None = None
+_own_loop_wanted = False
+_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child starts its own
 _publisher_lock = threading.Lock()
 
 
 def publish_from_own_loop() -> None:
-    """Publish through one event loop that lives as long as this process (for Celery workers).
+    """Publish through one event loop that lives as long as the process (for Celery workers).
 
     Outside a server there is no event loop for async_to_sync to return to, so each push would run in a loop of
     its own, and the Redis channel layer would open (and drop) its connections for every one of them."""
-    global _publisher_loop
+    global _own_loop_wanted
+    _own_loop_wanted = True
+
+
+def _publisher_loop() -> asyncio.AbstractEventLoop:
+    global _publisher
     with _publisher_lock:
-        if _publisher_loop is None:
-            _publisher_loop = asyncio.new_event_loop()
-            threading.Thread(target=_publisher_loop.run_forever, name="channel-layer", daemon=True).start()
+        if _publisher is None or _publisher[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="channel-layer", daemon=True).start()
+            _publisher = (os.getpid(), loop)
+        return _publisher[1]
 
 
 def group_channel(group_id: str) -> str:
@@ -55,8 +64,8 @@ def _send(channel_group: str, event: dict) -> None:
     if layer is None:
         return
     try:
-        if _publisher_loop is not None:
-            asyncio.run_coroutine_threadsafe(layer.group_send(channel_group, event), _publisher_loop).result(
+        if _own_loop_wanted:
+            asyncio.run_coroutine_threadsafe(layer.group_send(channel_group, event), _publisher_loop()).result(
                 timeout=settings.REDIS_SOCKET_TIMEOUT * 2)
         else:
             async_to_sync(layer.group_send)(channel_group, event)
