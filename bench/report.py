@@ -348,7 +348,7 @@ def _charts(result: dict, out_dir: Path, stem: str) -> list[Path]:
                    label="one message to all: last arrival, ms")
         right.plot(n, [s["delivery_ms"]["p50"] for s in steps], "^--", color="tab:orange", label="... median, ms")
         right.set_ylabel("ms")
-        fig.legend(loc="upper left", fontsize=8)
+        fig.legend(loc="lower right", bbox_to_anchor=(0.88, 0.12), fontsize=8)
         left.set_title("connections: memory and broadcast time by open WebSockets")
         left.grid(True, alpha=0.3)
         paths.append(_save(fig, out_dir / f"{stem}-connections.png"))

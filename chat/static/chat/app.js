@@ -413,7 +413,8 @@ function connect() {
 }
 
 function sync(groupId) {
-  if (!state.ws || state.ws.readyState !== WebSocket.OPEN || !state.messages.has(groupId)) return;
+  // A group whose first page is still loading syncs when it arrives (openGroup), from the page's newest seq.
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN || !state.contiguous.has(groupId)) return;
   state.ws.send(JSON.stringify({ type: "sync", group_id: groupId, after_seq: state.contiguous.get(groupId) || 0 }));
 }
 
