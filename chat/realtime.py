@@ -84,23 +84,27 @@ def message_push(message) -> None:
                                              "sent_at": time.time()})
 
 
-def membership_changed(*, member, joined: bool) -> None:
-    """Tell the member's own connections to join or leave, and the group who came or went."""
-    frame = {
-        "type": "member_joined" if joined else "member_left",
-        "group_id": member.group.group_id,
-        "user_id": member.user.user_id,
-        "user_role": member.user_role,
-    }
-    if joined:
-        # The group's last_seq as the caller saw it before the join: the member's connections subscribe only
-        # when they handle this event, so they fetch what was pushed after it in between.
-        _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame,
-                                                   "last_seq": member.group.last_seq})
-        _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
-    else:
-        _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
-        _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame})
+def member_joined(*, member) -> None:
+    """Tell the new member's own connections to follow the group, and the group who came."""
+    frame = {"type": "member_joined", "group_id": member.group.group_id, "user_id": member.user.user_id,
+             "user_role": member.user_role}
+    # The group's last_seq as the caller saw it before the join: the member's connections subscribe only
+    # when they handle this event, so they fetch what was pushed after it in between.
+    _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame,
+                                               "last_seq": member.group.last_seq})
+    _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
+
+
+def connections_close(user_id: str, *, code: int) -> None:
+    """Close every connection of the user, on every server process, with `code` (4403: deactivated)."""
+    _send(user_channel(user_id), {"type": "connection.revoke", "code": code})
+
+
+def member_left(*, group_id: str, user_id: str, user_role: str) -> None:
+    """A membership is gone (removed, or deleted with its user or group): its connections leave at once."""
+    frame = {"type": "member_left", "group_id": group_id, "user_id": user_id, "user_role": user_role}
+    _send(group_channel(group_id), {"type": "group.event", "frame": frame})
+    _send(user_channel(user_id), {"type": "membership.changed", "frame": frame})
 
 
 def group_event(group_id: str, frame: dict) -> None:

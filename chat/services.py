@@ -12,9 +12,15 @@ from groups import permissions
 from groups.models import ChatGroup
 from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
 from imserver.observability import MESSAGES_SENT
+from imserver.throttling import send_rate_check
 from users.models import Role, User
 
 CLIENT_MSG_ID_MAX = 64
+# What users send from their clients; AI_REPLY and SYSTEM are the AI bridge's alone.
+CLIENT_TRANSPORTS = ("http", "websocket")
+CLIENT_TYPES = (MsgType.TEXT, MsgType.IMAGE)
+# The AI bridge's own replies are bounded by the patients' sends that cause them, not by a rate of their own.
+RATE_EXEMPT = ("ai",)
 # PostgreSQL cannot store NUL, and UTF-8 has no lone surrogates.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -64,11 +70,12 @@ def _existing(group: ChatGroup, sender: User, client_msg_id: str) -> Message | N
 
 
 def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str = MsgType.TEXT,
-                     client_msg_id: str | None = None) -> tuple[str, str, str | None]:
+                     client_msg_id: str | None = None, via: str = "code") -> tuple[str, str, str | None]:
     """Check a message before it is stored: `(sender's in-group role, trimmed content, client_msg_id)`."""
-    if msg_type not in MsgType.values:
-        raise ValidationFailed(f"msg_type must be one of {', '.join(MsgType.values)}.",
-                               details={"msg_type": [f"Unknown type {msg_type!r}."]})
+    allowed = CLIENT_TYPES if via in CLIENT_TRANSPORTS else MsgType.values
+    if msg_type not in allowed:
+        raise ValidationFailed(f"msg_type must be one of {', '.join(allowed)}.",
+                               details={"msg_type": [f"Not a type you may send: {msg_type!r}."]})
     member_role = permissions.member_role(sender, group)
     if member_role is None:
         raise NotGroupMember(details={"group_id": group.group_id})
@@ -88,7 +95,9 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
     Returns `(message, created)`; a repeat of `client_msg_id` by the same sender returns the first
     message with `created` False. `via` names the transport, for the metrics."""
     member_role, content, client_msg_id = message_validate(
-        sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id)
+        sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via)
+    if via not in RATE_EXEMPT:
+        send_rate_check(sender)
     try:
         with transaction.atomic():
             seq = _next_seq(group, sender, client_msg_id)

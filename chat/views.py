@@ -9,7 +9,6 @@ from chat.services import message_send
 from groups.permissions import group_by_public_id, require_member
 from imserver import ids
 from imserver.errors import NotFound
-from imserver.throttling import SendRateThrottle
 from imserver.pagination import paginator_for
 from imserver.schema import BODY_ERRORS, ERRORS
 
@@ -23,9 +22,6 @@ class MessageViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         return Message.objects.with_refs()
-
-    def get_throttles(self):
-        return [SendRateThrottle()] if self.action == "send" else []
 
     @extend_schema(request=SendSerializer, responses={201: MessageSerializer, 200: MessageSerializer, **BODY_ERRORS})
     @action(detail=False, methods=["post"])

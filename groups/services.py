@@ -42,7 +42,7 @@ def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
     except IntegrityError as exc:
         raise AlreadyMember(details={"user_id": user.user_id, "group_id": group.group_id}) from exc
     _roles_changed(group)
-    transaction.on_commit(lambda: realtime.membership_changed(member=member, joined=True))
+    transaction.on_commit(lambda: realtime.member_joined(member=member))
     return member
 
 
@@ -57,13 +57,13 @@ def member_role_change(*, member: GroupMember, user_role: str) -> GroupMember:
 
 
 def member_remove(*, group: ChatGroup, user: User) -> None:
-    """Remove a user from a group; their open connections leave it at once."""
+    """Remove a user from a group; their open connections leave it at once (chat.receivers, which also sees
+    memberships deleted by a cascade or the admin)."""
     member = GroupMember.objects.filter(group=group, user=user).select_related("group", "user").first()
     if member is None:
         raise NotFound("The user is not a member of this group.", details={"user_id": user.user_id})
     member.delete()
     _roles_changed(group)
-    transaction.on_commit(lambda: realtime.membership_changed(member=member, joined=False))
 
 
 def _roles_changed(group: ChatGroup) -> None:

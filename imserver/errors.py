@@ -28,6 +28,12 @@ class ValidationFailed(ServiceError):
     pass
 
 
+class NotAuthenticated(ServiceError):
+    code = "NOT_AUTHENTICATED"
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_message = "Authentication credentials were not provided or are not valid."
+
+
 class NotGroupMember(ServiceError):
     code = "NOT_GROUP_MEMBER"
     status_code = status.HTTP_403_FORBIDDEN
@@ -86,6 +92,12 @@ class ServiceUnavailable(ServiceError):
     default_message = "A part of the service is unavailable; try again shortly."
 
 
+class InternalError(ServiceError):
+    code = "INTERNAL_ERROR"
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_message = "An internal error occurred."
+
+
 def error_body(code: str, message: str, details: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
@@ -99,6 +111,14 @@ def _first_message(detail) -> str:
     if isinstance(detail, list) and detail:
         return _first_message(detail[0])
     return str(detail)
+
+
+def _token_error(detail: dict) -> tuple[str, dict]:
+    """simplejwt's `{"detail", "code", "messages"?}`: its most specific text, and its code as `token_code`."""
+    messages = detail.get("messages") or [{}]
+    text = (messages[0].get("message") if isinstance(messages[0], dict) else None) or detail.get("detail")
+    details = {"token_code": str(detail["code"])} if "code" in detail else {}
+    return str(text) if text else _first_message(detail), details
 
 
 _DRF_CODES = [
@@ -138,6 +158,8 @@ def exception_handler(exc, context):
             detail = exc.detail if isinstance(exc.detail, (dict, list)) else [exc.detail]  # ParseError: one string
             details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
             message = _first_message(exc.detail)
+        elif isinstance(exc.detail, dict):
+            message, details = _token_error(exc.detail)
         else:
             details, message = {}, str(exc.detail)
         if getattr(exc, "auth_header", None):

@@ -17,15 +17,47 @@ env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEFAULT_SECRET_KEY = "insecure-default-key-for-local-development-only"
-SECRET_KEY = env.str("SECRET_KEY", default=DEFAULT_SECRET_KEY)
+# The development key that used to be the default is published: it counts as no key at all.
+PUBLISHED_SECRET_KEY = "insecure-default-key-for-local-development-only"
+SECRET_KEY = env.str("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=True)
-if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+if SECRET_KEY in ("", PUBLISHED_SECRET_KEY):
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    from imserver.secret_key import development_secret_key
+
+    # One key per checkout, in an ignored file: shared by every process started here, known to nobody else.
+    SECRET_KEY = development_secret_key(BASE_DIR / ".secret_key")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=CORS_ALLOWED_ORIGINS)
+
+# --- HTTPS: off by default, for local development over plain HTTP; production turns them on --------------
+# (`manage.py check --deploy` then has nothing to say; README, "Production").
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Load balancers and the tests probe health over plain HTTP on the server's own port.
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+
+# The web page loads only its own files and talks only to its own server (REST and WebSocket: the middleware
+# adds ws:// and wss:// of the requested host to connect-src). The API docs, the browsable API and its login
+# page carry inline scripts of their packages', so they go without.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/api/", "/api-auth/", "/docs", "/redoc"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 INSTALLED_APPS = [
     "daphne",
@@ -36,8 +68,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "csp",
     "rest_framework",
     "rest_framework_simplejwt",
+    # Outstanding refresh tokens, so that logout and deactivation can refuse them.
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -49,8 +84,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "imserver.observability.RequestIdMiddleware",
+    "imserver.middleware.ContractErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "imserver.middleware.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -143,12 +180,14 @@ CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", default=1000)
 CHANNEL_LAYER_GROUP_EXPIRY = env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400)
 # "pubsub" (default) or "core": see the README's measurement; capacity and group expiry apply to "core".
 CHANNEL_LAYER_BACKEND = env.str("CHANNEL_LAYER_BACKEND", default="pubsub")
+# Prefix of the channel layer's Redis keys and channels, and of the connection slots (one per deployment).
+CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="im")
 if REDIS_URL:
     if CHANNEL_LAYER_BACKEND == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNEL_LAYER_PREFIX", default="im")},
+                "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
             }
         }
     else:
@@ -159,7 +198,7 @@ if REDIS_URL:
                     "hosts": [REDIS_URL],
                     "capacity": CHANNEL_LAYER_CAPACITY,
                     "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
-                    "prefix": env.str("CHANNEL_LAYER_PREFIX", default="im"),
+                    "prefix": CHANNEL_LAYER_PREFIX,
                 },
             }
         }
@@ -194,6 +233,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "imserver.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -235,8 +279,13 @@ IM_PAGE_SIZE_DEFAULT = env.int("IM_PAGE_SIZE_DEFAULT", default=20)
 IM_PAGE_SIZE_MAX = env.int("IM_PAGE_SIZE_MAX", default=100)
 IM_SYNC_LIMIT_DEFAULT = env.int("IM_SYNC_LIMIT_DEFAULT", default=100)
 IM_SYNC_LIMIT_MAX = env.int("IM_SYNC_LIMIT_MAX", default=500)
-# Sends per user over HTTP (DRF throttling: 429 RATE_LIMITED with Retry-After), "<count>/<s|min|hour>".
+# Sends per user, over HTTP and WebSocket together (429 / error frame RATE_LIMITED), "<count>/<s|min|hour>".
 IM_SEND_RATE = env.str("IM_SEND_RATE", default="120/min")
+# Password logins per username and per client address (429 RATE_LIMITED with Retry-After).
+IM_LOGIN_RATE_PER_USERNAME = env.str("IM_LOGIN_RATE_PER_USERNAME", default="10/min")
+IM_LOGIN_RATE_PER_ADDRESS = env.str("IM_LOGIN_RATE_PER_ADDRESS", default="60/min")
+# Deepest nesting of arrays and objects in a JSON body or frame (deeper: 400 / an error frame).
+IM_JSON_MAX_DEPTH = env.int("IM_JSON_MAX_DEPTH", default=32)
 # Largest request body Django reads, in bytes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("IM_MAX_REQUEST_BYTES", default=256 * 1024)
 
@@ -292,11 +341,18 @@ WS_RATE_INTERVAL = env.float("WS_RATE_INTERVAL", default=10.0)
 # Seconds a connection holds a push that came before an earlier seq did, waiting for the earlier one's push,
 # before it reads the missing messages from the database (pushes always leave in seq order).
 WS_PUSH_REORDER_WAIT = env.float("WS_PUSH_REORDER_WAIT", default=0.5)
-# Open WebSocket connections one user may hold on one server process.
+# Open WebSocket connections one user may hold, across all server processes (more: closed with 4429).
 WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=20)
+# Seconds a connection's slot outlives its process when that dies without closing it (slots are renewed
+# while the connection lives, every third of this).
+WS_CONNECTION_SLOT_TTL = env.int("WS_CONNECTION_SLOT_TTL", default=60)
 # Daphne's server pings: the interval, and how long a silent client is kept (passed by `make run`).
 WS_PING_INTERVAL = env.int("WS_PING_INTERVAL", default=20)
 WS_PING_TIMEOUT = env.int("WS_PING_TIMEOUT", default=30)
+# Bytes of pushes a connection holds while its client reads too slowly; past it, closed with 4008 (imserver.server).
+WS_MAX_QUEUED_BYTES = env.int("WS_MAX_QUEUED_BYTES", default=1024 * 1024)
+# Seconds a stopping server (SIGTERM) waits for its WebSockets, closed with 1012, before it exits anyway.
+WS_SHUTDOWN_GRACE = env.float("WS_SHUTDOWN_GRACE", default=5.0)
 
 # --- AI bridge ---------------------------------------------------------------------------------
 # The embedded default is the bundled reference AI service that `make run` starts on port 8001.

@@ -1,19 +1,21 @@
-"""Per-user send rate over HTTP: DRF's throttling, with the rate read from the settings at each request."""
+"""Rate limits shared by every process through the cache (Redis when there is one): sends and logins."""
 import hashlib
 import logging
+import threading
+import time
 
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import NoScriptError, RedisError
-from rest_framework.throttling import UserRateThrottle
+from rest_framework.throttling import BaseThrottle
 
 from imserver.errors import RateLimited
 
 logger = logging.getLogger(__name__)
 
-# DRF's sliding log of send times (newest first), kept as a Redis list: expired times are dropped, the count
-# is checked and the send recorded in one atomic step. Returns {1, count, 0} when recorded, and
+# A sliding log of event times (newest first), kept as a Redis list: expired times are dropped, the count is
+# checked and the event recorded in one atomic step. Returns {1, count, 0} when recorded, and
 # {0, count, oldest time} when refused.
 _LOG_SCRIPT = """
 local key, now, duration, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -31,43 +33,69 @@ redis.call('EXPIRE', key, ARGV[2])
 return {1, count + 1, 0}
 """
 _LOG_SCRIPT_SHA = hashlib.sha1(_LOG_SCRIPT.encode()).hexdigest()
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_local_lock = threading.Lock()
 
 
-class SendRateThrottle(UserRateThrottle):
-    scope = "message_send"
+def parse_rate(rate: str) -> tuple[int, int]:
+    """`"120/min"` → (120, 60), as DRF reads its rates."""
+    count, period = rate.split("/")
+    return int(count), _PERIODS[period[0]]
 
-    def get_rate(self):
-        return settings.IM_SEND_RATE
+
+def rate_hit(key: str, rate: str) -> float | None:
+    """Record one event under `key` if `rate` allows it: None, or the seconds to wait before the next one.
+
+    Redis being away never refuses anything: the limit is a guard, not a part the service needs."""
+    limit, duration = parse_rate(rate)
+    cache = caches["default"]
+    now = time.time()
+    try:
+        if isinstance(cache, RedisCache):
+            full_key = cache.make_and_validate_key(f"throttle_{key}_log")
+            client = cache._cache.get_client(full_key, write=True)
+            args = (1, full_key, repr(now), duration, limit)
+            try:
+                allowed, _, oldest = client.evalsha(_LOG_SCRIPT_SHA, *args)
+            except NoScriptError:
+                allowed, _, oldest = client.eval(_LOG_SCRIPT, *args)
+        else:
+            with _local_lock:  # one process: the lock makes read-and-write atomic
+                log = [t for t in cache.get(f"throttle_{key}_log", []) if t > now - duration]
+                allowed = len(log) < limit
+                if allowed:
+                    log.insert(0, now)
+                    cache.set(f"throttle_{key}_log", log, duration)
+                oldest = log[-1] if log else now
+    except RedisError as exc:
+        logger.warning("rate not checked: %s", exc.__class__.__name__)
+        return None
+    if allowed:
+        return None
+    return max(0.0, float(oldest) + duration - now)
+
+
+def send_rate_check(user) -> None:
+    """One send rate per user, whatever the transport (IM_SEND_RATE)."""
+    wait = rate_hit(f"message_send_{user.pk}", settings.IM_SEND_RATE)
+    if wait is not None:
+        raise RateLimited(f"At most {settings.IM_SEND_RATE} messages; slow down.", retry_after=wait,
+                          details={"retry_after": round(wait, 1)})
+
+
+class LoginRateThrottle(BaseThrottle):
+    """Password logins per username (IM_LOGIN_RATE_PER_USERNAME) and per client address
+    (IM_LOGIN_RATE_PER_ADDRESS): guessing one account's password, or many accounts' from one place, is slowed."""
 
     def allow_request(self, request, view):
-        self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        cache = caches["default"]
-        try:
-            if isinstance(cache, RedisCache):
-                allowed = self._allow_by_script(cache, request, view)
-            else:
-                allowed = super().allow_request(request, view)
-        except RedisError as exc:  # the counters' Redis is down: that never refuses a send
-            logger.warning("send rate not checked: %s", exc.__class__.__name__)
-            return True
-        if allowed:
-            return True
-        raise RateLimited(f"At most {self.rate} messages; slow down.", retry_after=self.wait())
-
-    def _allow_by_script(self, cache: RedisCache, request, view) -> bool:
-        """DRF's check and record, in one round trip to Redis instead of a read and a write (and no lost
-        update between two sends of the same user)."""
-        self.key = self.get_cache_key(request, view)
-        self.now = self.timer()
-        key = cache.make_and_validate_key(f"{self.key}_log")
-        client = cache._cache.get_client(key, write=True)
-        args = (1, key, repr(self.now), self.duration, self.num_requests)
-        try:
-            allowed, count, oldest = client.evalsha(_LOG_SCRIPT_SHA, *args)
-        except NoScriptError:
-            allowed, count, oldest = client.eval(_LOG_SCRIPT, *args)
-        if allowed:
-            return True
-        self.history = [float(oldest)] * count  # what DRF's wait() reads: the log's length and its oldest time
-        return False
+        username = request.data.get("username") if hasattr(request.data, "get") else None
+        checks = [(f"login_addr_{self.get_ident(request)}", settings.IM_LOGIN_RATE_PER_ADDRESS)]
+        if isinstance(username, str) and username:
+            digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+            checks.append((f"login_user_{digest}", settings.IM_LOGIN_RATE_PER_USERNAME))
+        for key, rate in checks:
+            wait = rate_hit(key, rate)
+            if wait is not None:
+                raise RateLimited("Too many login attempts; try again later.", retry_after=wait,
+                                  details={"retry_after": round(wait, 1)})
+        return True

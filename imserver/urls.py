@@ -9,7 +9,7 @@ from chat.views import MessageViewSet
 from groups.views import GroupViewSet
 from imserver import errors, health
 from imserver.observability import metrics_view
-from users.views import LoginView, RefreshView, UserViewSet
+from users.views import LoginView, LogoutView, RefreshView, UserViewSet
 
 
 
@@ -35,6 +35,7 @@ urlpatterns = [
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/auth/token/?$", LoginView.as_view(), name="token"),
     re_path(r"^api/auth/token/refresh/?$", RefreshView.as_view(), name="token-refresh"),
+    re_path(r"^api/auth/logout/?$", LogoutView.as_view(), name="logout"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -1,9 +1,10 @@
 import pytest
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
 
 from groups.services import group_create, member_add
 from users.models import Role
-from users.services import user_create, user_tokens
+from users.services import user_create
 
 pytest_plugins = ["tests.live", "tests.ai_support"]
 
@@ -26,7 +27,7 @@ def client_for():
     def make(user=None):
         client = APIClient()
         if user is not None:
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {user_tokens(user=user)['access']}")
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
         return client
 
     return make

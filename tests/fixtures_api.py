@@ -6,6 +6,7 @@ from chat.models import Message
 from groups.models import ChatGroup, GroupMember
 from users.models import Role, User
 from users.services import user_create
+from rest_framework_simplejwt.tokens import AccessToken
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -49,3 +50,8 @@ def admin_browser(superuser):
 def fast_hasher(settings):
     """Password hashing at test speed; what is checked is who gets in, not the hash's cost."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def access_token(user) -> str:
+    """An access token alone: minting a pair writes its refresh token down, which an event loop may not."""
+    return str(AccessToken.for_user(user))

@@ -5,17 +5,17 @@ import pytest
 
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.models import Message, MsgType
+from tests.fixtures_api import access_token
 from tests.live import needs_real_services
 from tests.test_ai_routing import wait_for
 from tests.wsclient import Client
 from users.models import Role
-from users.services import user_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
 
 def _client(user):
-    return Client(user.username, user.user_id, user_tokens(user=user)["access"])
+    return Client(user.username, user.user_id, access_token(user))
 
 
 def test_patient_question_is_answered_live_and_doctor_is_not_forwarded(
@@ -64,7 +64,7 @@ def test_a_worker_killed_mid_call_loses_no_reply_and_posts_it_once(
     import httpx
 
     sent = httpx.post(f"{server.url}/api/message/send", json={"group_id": care_group.group_id, "content": "ouch"},
-                      headers={"Authorization": f"Bearer {user_tokens(user=patient)['access']}",
+                      headers={"Authorization": f"Bearer {access_token(patient)}",
                                "X-Request-ID": "trace-worker-kill"}, timeout=10)
     assert sent.status_code == 201 and sent.headers["X-Request-ID"] == "trace-worker-kill"
     wait_for(lambda: AIInteractionRecord.objects.filter(attempts__gte=1).exists(), timeout=15)

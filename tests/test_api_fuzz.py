@@ -24,8 +24,9 @@ from chat.models import MsgType
 from chat.services import message_send
 from groups.models import ChatGroup, GroupMember
 from groups.services import group_create, member_add
+from tests.fixtures_api import access_token
 from users.models import Role
-from users.services import user_create, user_tokens
+from users.services import user_create
 
 MAX_EXAMPLES = 30  # generated cases per operation (each sent as both callers), besides the coverage cases
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -141,7 +142,7 @@ def seeded(settings, ai_service):
         "record_id": [record.record_id],
     })
     members = [(ward, m.user, m.user_role) for m in GroupMember.objects.filter(group=ward).select_related("user")]
-    callers = {user.username: {"Authorization": f"Bearer {user_tokens(user=user)['access']}"}
+    callers = {user.username: {"Authorization": f"Bearer {access_token(user)}"}
                for user in (staff, doctor)}
     yield {"callers": callers, "members": members}
     REAL_IDS.clear()

@@ -7,10 +7,10 @@ import pytest
 
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.models import Message, MsgType
+from tests.fixtures_api import access_token
 from tests.live import assert_all_received, assert_stored_once, free_port, needs_real_services
 from tests.wsclient import Client
 from users.models import Role
-from users.services import user_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
@@ -29,7 +29,7 @@ FAULTS = {
 
 
 def _client(user):
-    return Client(user.username, user.user_id, user_tokens(user=user)["access"])
+    return Client(user.username, user.user_id, access_token(user))
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -55,7 +55,7 @@ def test_a_failing_ai_service_never_holds_up_the_conversation(
             for i in range(QUESTIONS):
                 for sender, content in ((patient, f"question {i}"), (doctor, f"advice {i}")):
                     r = await http.post("/api/message/send", json={"group_id": care_group.group_id, "content": content},
-                                        headers={"Authorization": f"Bearer {user_tokens(user=sender)['access']}"})
+                                        headers={"Authorization": f"Bearer {access_token(sender)}"})
                     assert r.status_code == 201, r.text
                     told.append(r.json())
                 questions.append(told[-2]["message_id"])

@@ -11,10 +11,10 @@ from django.test import Client as DjangoClient
 
 from chat.models import Message
 from groups.services import group_create, member_add
+from tests.fixtures_api import access_token
 from tests.live import assert_all_received, assert_stored_once, free_port, needs_real_services
 from tests.wsclient import Client
 from users.models import Role
-from users.services import user_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
@@ -113,14 +113,14 @@ def test_a_database_outage_answers_503_and_service_resumes_by_itself(pg_proxy, s
     browser.force_login(doctor)
     session = {"Cookie": f"sessionid={browser.cookies['sessionid'].value}"}  # the admin, in a browser
     server = start_server(DATABASE_URL=pg_proxy.database_url, IM_SEND_RATE="10000/min")
-    headers = {"Authorization": f"Bearer {user_tokens(user=doctor)['access']}"}
+    headers = {"Authorization": f"Bearer {access_token(doctor)}"}
     told: list[dict] = []
     refused: list[dict] = []  # the bodies sent while the database was away
 
     async def scenario():
         clients = [Client("doctor", doctor.user_id, headers["Authorization"][7:]),
-                   Client("li", li.user_id, user_tokens(user=li)["access"]),
-                   Client("wang", wang.user_id, user_tokens(user=wang)["access"])]
+                   Client("li", li.user_id, access_token(li)),
+                   Client("wang", wang.user_id, access_token(wang))]
         for client in clients:
             await client.connect(server.ws_url)
         async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as http:

@@ -5,10 +5,10 @@ import httpx
 import pytest
 
 from groups.services import group_create, member_add
+from tests.fixtures_api import access_token
 from tests.live import assert_all_received, assert_stored_once, needs_real_services
 from tests.wsclient import Client
 from users.models import Role
-from users.services import user_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
@@ -16,7 +16,7 @@ BEFORE, DURING, AFTER = 15, 15, 20  # sends before the kill, while Redis is down
 
 
 def _client(name, user):
-    return Client(name, user.user_id, user_tokens(user=user)["access"])
+    return Client(name, user.user_id, access_token(user))
 
 
 async def _ready(http: httpx.AsyncClient, server) -> httpx.Response:
@@ -42,7 +42,7 @@ def test_sends_survive_a_redis_restart_and_pushes_resume(start_redis, start_serv
     env = {"REDIS_URL": redis.url, "CELERY_BROKER_URL": redis.url, "HEALTH_CHECK_TIMEOUT": "1",
            "IM_SEND_RATE": "10000/min"}
     front, back = start_server("front", **env), start_server("back", **env)
-    headers = {"Authorization": f"Bearer {user_tokens(user=doctor)['access']}"}
+    headers = {"Authorization": f"Bearer {access_token(doctor)}"}
     told: list[dict] = []
 
     async def scenario():

@@ -9,9 +9,10 @@ from django.conf import settings
 
 from ai_bridge.models import AIInteractionRecord
 from groups.services import group_create, member_add
+from tests.fixtures_api import access_token
 from tests.live import needs_shared_database
 from users.models import Role
-from users.services import user_create, user_tokens
+from users.services import user_create
 
 # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are plain sync code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -161,7 +162,7 @@ def test_typing_members_and_earlier_pages_show_on_the_page(browser, chat_system,
     doctor, patient, group = team
     # Through the server's own REST API, so that its pushes reach the pages.
     api = httpx.Client(base_url=chat_system.url, timeout=10,
-                       headers={"Authorization": f"Bearer {user_tokens(user=doctor)['access']}"})
+                       headers={"Authorization": f"Bearer {access_token(doctor)}"})
     for i in range(45):  # more than one page of history (30)
         assert api.post("/api/message/send", json={"group_id": group.group_id, "content": f"history {i}"}
                         ).status_code == 201

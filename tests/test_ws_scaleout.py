@@ -5,16 +5,16 @@ import httpx
 import pytest
 
 from groups.services import group_create, member_add
+from tests.fixtures_api import access_token
 from tests.live import needs_real_services
 from tests.wsclient import Client
 from users.models import Role
-from users.services import user_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
 
 def _client(name, user):
-    return Client(name, user.user_id, user_tokens(user=user)["access"])
+    return Client(name, user.user_id, access_token(user))
 
 
 def test_messages_reach_every_member_on_both_servers(start_server, make_user):
@@ -37,7 +37,7 @@ def test_messages_reach_every_member_on_both_servers(start_server, make_user):
 
         async with httpx.AsyncClient() as http:
             sent = await http.post(f"{a.url}/api/message/send", json={"group_id": group.group_id, "content": "by http"},
-                                   headers={"Authorization": f"Bearer {user_tokens(user=doctor)['access']}"})
+                                   headers={"Authorization": f"Bearer {access_token(doctor)}"})
         assert sent.status_code == 201
         li_client = clients["li@b"][0]
         await li_client.send({"type": "send_message", "group_id": group.group_id, "content": "by websocket",

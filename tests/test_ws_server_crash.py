@@ -6,10 +6,10 @@ import pytest
 
 from chat.models import Message
 from groups.services import group_create, member_add
+from tests.fixtures_api import access_token
 from tests.live import needs_real_services
 from tests.wsclient import Client
 from users.models import Role
-from users.services import user_tokens
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
@@ -23,10 +23,10 @@ def test_clients_of_a_killed_server_recover_every_message(start_server, make_use
     for p in patients:
         member_add(group=group, user=p, user_role=Role.PATIENT)
     doomed, survivor = start_server("doomed"), start_server("survivor")
-    token = user_tokens(user=doctor)["access"]
+    token = access_token(doctor)
 
     async def scenario():
-        on_doomed = [Client(f"p{i}", p.user_id, user_tokens(user=p)["access"]) for i, p in enumerate(patients)]
+        on_doomed = [Client(f"p{i}", p.user_id, access_token(p)) for i, p in enumerate(patients)]
         watcher = Client("doctor", doctor.user_id, token)
         for client in on_doomed:
             await client.connect(doomed.ws_url)

@@ -17,7 +17,7 @@ from channels.testing import WebsocketCommunicator
 from groups.services import group_create, member_add
 from imserver.asgi import application
 from users.models import Role
-from users.services import user_tokens
+from tests.fixtures_api import access_token  # noqa: F401 - re-exported for the scenarios
 
 TIMEOUT = 2  # seconds a frame the client is owed may take
 QUIET = 0.3  # seconds of silence that count as "nothing came"
@@ -31,10 +31,6 @@ def run(scenario, *args, **kwargs):
 def db(func):
     """A sync service made awaitable from a scenario."""
     return database_sync_to_async(func)
-
-
-def access_token(user) -> str:
-    return user_tokens(user=user)["access"]
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +62,17 @@ def communicator(path_user_id: str, *, token: str | None = None, origin: str | N
 
 
 async def handshake(comm: WebsocketCommunicator) -> tuple[bool, object]:
-    """`(accepted, subprotocol or close code)`; a refused handshake leaves nothing running."""
+    """`(accepted, subprotocol or close code)`; a refused handshake leaves nothing running.
+
+    The server refuses by accepting and closing at once with the contract's code (a browser sees no more than
+    an HTTP 403 of a refused handshake), so the first frame is read here and kept for `receive`."""
     accepted, detail = await comm.connect(timeout=TIMEOUT)
+    if accepted:
+        first = await comm.receive_output(timeout=TIMEOUT)
+        if first["type"] == "websocket.close":
+            accepted, detail = False, first.get("code")
+        else:
+            comm.held = [first]
     if not accepted:
         await comm.disconnect(timeout=TIMEOUT)  # what the server tells the app after refusing
     return accepted, detail
@@ -90,7 +95,8 @@ async def connected(user, **kwargs):
 
 async def receive(comm: WebsocketCommunicator) -> dict:
     """The next frame, as the client would parse it."""
-    raw = await comm.receive_from(timeout=TIMEOUT)
+    held = getattr(comm, "held", None)
+    raw = held.pop(0)["text"] if held else await comm.receive_from(timeout=TIMEOUT)
     return json.loads(raw)
 
 

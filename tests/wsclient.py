@@ -18,13 +18,31 @@ class Client:
         self.ws = None
         self.reader = None
         self.closed = asyncio.Event()
+        self.close_code: int | None = None  # the code the server closed the last connection with
 
     async def connect(self, ws_base: str):
         self.closed = asyncio.Event()
+        self.close_code = None
         self.ws = await connect(f"{ws_base}/ws/{self.user_id}?token={self.token}", open_timeout=10)
         self.connection_pushes.append([])
         self.reader = asyncio.create_task(self._read(self.ws, self.connection_pushes[-1]))
-        return await self.wait_for(lambda f: f["type"] == "connected")
+        return await self._connected_or_closed()
+
+    async def _connected_or_closed(self, timeout: float = 10.0) -> dict | None:
+        """The `connected` frame of this connection, or None when the server closed it instead (a refusal)."""
+        start = len(self.frames)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            hello = next((f for f in self.frames[start:] if f["type"] == "connected"), None)
+            if hello is not None or self.closed.is_set():
+                return hello
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{self.name}: neither connected nor closed in {timeout}s")
+
+    async def wait_closed(self, timeout: float = 5.0) -> int | None:
+        """The close code, once the server has closed the connection."""
+        await asyncio.wait_for(self.closed.wait(), timeout)
+        return self.close_code
 
     async def _read(self, ws, pushes):
         try:
@@ -41,6 +59,7 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
+            self.close_code = ws.close_code
             self.closed.set()
 
     def _remember(self, message):

@@ -33,6 +33,17 @@ class UserAdmin(admin.ModelAdmin):
     search_fields = ["username", "user_id"]
     readonly_fields = ["user_id", "created_at", "updated_at"]
     ordering = ["-id"]
+    actions = ["deactivate", "reactivate"]
+
+    @admin.action(description="Deactivate: refuse their tokens and close their connections")
+    def deactivate(self, request, queryset):
+        for user in queryset.filter(is_active=True):
+            services.user_deactivate(user=user)
+
+    @admin.action(description="Reactivate")
+    def reactivate(self, request, queryset):
+        for user in queryset.filter(is_active=False):
+            services.user_reactivate(user=user)
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "username"] if obj else self.readonly_fields

@@ -18,6 +18,10 @@ class UserManager(BaseUserManager):
     def get_by_natural_key(self, username):
         return self.get(username=username)
 
+    def by_name_or_id(self, name_or_id: str):
+        """The user with this username or user_id (the commands take either), or None."""
+        return self.filter(models.Q(username=name_or_id) | models.Q(user_id=name_or_id)).first()
+
     def create_user(self, username, password=None, **extra):
         # Django's own commands (createsuperuser) land here; everything else calls users.services.
         from users.services import user_create

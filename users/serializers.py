@@ -1,5 +1,6 @@
 from rest_framework import serializers
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer, TokenRefreshSerializer
 
 from users.models import Role, User
 
@@ -8,6 +9,12 @@ class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = ["user_id", "username", "user_role", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class UserStatusSerializer(UserSerializer):
+    class Meta(UserSerializer.Meta):
+        fields = [*UserSerializer.Meta.fields, "is_active"]
         read_only_fields = fields
 
 
@@ -42,3 +49,17 @@ class LoginResponseSerializer(TokenPairSerializer):
 
 class AccessSerializer(serializers.Serializer):
     access = serializers.CharField()
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh, refusing a deleted user's token as it refuses a deactivated one's."""
+
+    def validate(self, attrs):
+        try:
+            return super().validate(attrs)
+        except User.DoesNotExist as exc:
+            raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account") from exc
+
+
+class LogoutSerializer(serializers.Serializer):
+    refresh = serializers.CharField()

@@ -1,12 +1,14 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status, views, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from imserver import ids
+from imserver.errors import Conflict
 from imserver.schema import BODY_ERRORS, ERRORS
+from imserver.throttling import LoginRateThrottle
 from users import services
 from users.models import User
 from users.permissions import IsStaff
@@ -14,10 +16,13 @@ from users.serializers import (
     AccessSerializer,
     LoginResponseSerializer,
     LoginSerializer,
+    LogoutSerializer,
+    RefreshSerializer,
     RoleChangeSerializer,
     TokenPairSerializer,
     UserCreateSerializer,
     UserSerializer,
+    UserStatusSerializer,
 )
 
 
@@ -26,11 +31,25 @@ class LoginView(TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
 
     serializer_class = LoginSerializer
+    throttle_classes = [LoginRateThrottle]
 
 
 @extend_schema(tags=["auth"], responses={200: AccessSerializer, **BODY_ERRORS})
 class RefreshView(TokenRefreshView):
     """Exchange a refresh token for a new access token."""
+
+    serializer_class = RefreshSerializer
+
+
+@extend_schema(tags=["auth"], request=LogoutSerializer, responses={204: None, **BODY_ERRORS})
+class LogoutView(views.APIView):
+    """Refuse the caller's refresh token from now on."""
+
+    def post(self, request):
+        body = LogoutSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.user_logout(user=request.user, refresh=body.validated_data["refresh"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema(tags=["users"])
@@ -41,7 +60,7 @@ class UserViewSet(viewsets.GenericViewSet):
     lookup_value_regex = ids.URL_PATTERN
 
     def get_permissions(self):
-        if self.action in ("create_user", "role", "token"):
+        if self.action in ("create_user", "role", "token", "deactivate", "reactivate"):
             return [IsStaff()]
         return super().get_permissions()
 
@@ -78,7 +97,22 @@ class UserViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def token(self, request, user_id=None):
         """Mint tokens for a user, e.g. one without a password (staff, server-to-server)."""
-        return Response(services.user_tokens(user=self.get_object()))
+        user = self.get_object()
+        if not user.is_active:
+            raise Conflict("The user is deactivated.", details={"user_id": user.user_id})
+        return Response(services.user_tokens(user=user))
+
+    @extend_schema(request=None, responses={200: UserStatusSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request, user_id=None):
+        """Refuse the user's tokens and close their connections on every server (staff); messages stay."""
+        return Response(UserStatusSerializer(services.user_deactivate(user=self.get_object())).data)
+
+    @extend_schema(request=None, responses={200: UserStatusSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def reactivate(self, request, user_id=None):
+        """Let a deactivated user log in again (staff)."""
+        return Response(UserStatusSerializer(services.user_reactivate(user=self.get_object())).data)
 
 
 LoginView.permission_classes = [AllowAny]

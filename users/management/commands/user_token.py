@@ -1,5 +1,4 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db.models import Q
 
 from users.models import User
 from users.services import user_tokens
@@ -13,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--refresh", action="store_true", help="Print the refresh token on a second line.")
 
     def handle(self, *args, user, refresh, **options):
-        found = User.objects.filter(Q(username=user) | Q(user_id=user)).first()
+        found = User.objects.by_name_or_id(user)
         if found is None:
             raise CommandError(f"No user {user!r}.")
         tokens = user_tokens(user=found)
