@@ -2,7 +2,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PYTHON  ?= python3
-HOST    ?= 0.0.0.0
+HOST    ?= 127.0.0.1
 PORT    ?= 8000
 AI_PORT ?= 8001
 STAMP   := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
@@ -26,7 +26,7 @@ run: migrate
 	@echo "Serving HTTP and WebSocket on http://127.0.0.1:$(PORT), the reference AI service on :$(AI_PORT) (Ctrl-C to stop)"
 	@$(PY) manage.py ai_reference_serve --port $(AI_PORT) & ai=$$!; \
 	trap 'kill $$ai 2>/dev/null' EXIT INT TERM; \
-	$(PY) -m daphne -b $(HOST) -p $(PORT) \
+	AI_SERVICE_URL=$${AI_SERVICE_URL:-http://127.0.0.1:$(AI_PORT)/reply} $(PY) -m imserver.server -b $(HOST) -p $(PORT) \
 		--ping-interval $${WS_PING_INTERVAL:-20} --ping-timeout $${WS_PING_TIMEOUT:-30} \
 		--proxy-headers imserver.asgi:application
 

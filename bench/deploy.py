@@ -116,8 +116,8 @@ class Deployment:
                                              "--api-key", self.settings["AI_SERVICE_API_KEY"]])
         for i in range(self.n_servers):
             port = free_port()
-            server = self._start(f"server-{i + 1}", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                                     "imserver.asgi:application"])
+            server = self._start(f"server-{i + 1}", [sys.executable, "-m", "imserver.server", "-b", "127.0.0.1",
+                                                     "-p", str(port), "imserver.asgi:application"])
             self.servers.append(server)
             self.server_urls.append(f"http://127.0.0.1:{port}")
         for i in range(self.n_workers):

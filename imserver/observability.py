@@ -61,28 +61,31 @@ REGISTRY.register(_StateCollector())
 
 def metrics_view(request):
     """Prometheus text format for this process: for staff, or a scraper bearing METRICS_TOKEN."""
-    if not _may_scrape(request):
-        from imserver.errors import error_body
+    from imserver.errors import error_body
 
-        return JsonResponse(error_body("NOT_AUTHENTICATED", "Metrics need staff credentials or the metrics token."),
-                            status=401)
+    header = request.headers.get("Authorization", "")
+    if not (settings.METRICS_TOKEN and hmac.compare_digest(header, f"Bearer {settings.METRICS_TOKEN}")):
+        user = _caller(request)
+        if user is None:
+            return JsonResponse(error_body("NOT_AUTHENTICATED", "Metrics need staff credentials or the metrics token."),
+                                status=401)
+        if not user.is_staff:
+            return JsonResponse(error_body("PERMISSION_DENIED", "Metrics are for staff only."), status=403)
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
-def _may_scrape(request) -> bool:
-    header = request.headers.get("Authorization", "")
-    if settings.METRICS_TOKEN and hmac.compare_digest(header, f"Bearer {settings.METRICS_TOKEN}"):
-        return True
+def _caller(request):
+    """The user the session or a valid access token names, else None."""
     if request.user.is_authenticated:
-        return request.user.is_staff
+        return request.user
     from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 
     try:
         found = JWTAuthentication().authenticate(request)
     except (InvalidToken, AuthenticationFailed):
-        return False
-    return bool(found and found[0].is_staff)
+        return None
+    return found[0] if found else None
 
 
 # --- request ids -----------------------------------------------------------------------------------
@@ -100,6 +103,7 @@ class RequestIdMiddleware:
     def __call__(self, request):
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 else new_request_id()
+        request.request_id = request_id  # for the log lines Django writes after the middleware has returned
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         try:
@@ -114,8 +118,12 @@ class RequestIdMiddleware:
 
 
 class RequestIdFilter(logging.Filter):
+    """Puts `request_id` on each record: that of the request the record names, else the current one."""
+
     def filter(self, record):
-        record.request_id = request_id_var.get()
+        # Django logs a 4xx or 5xx response (django.request) after the middleware chain has returned and reset the
+        # context, but it names the request in the record.
+        record.request_id = getattr(getattr(record, "request", None), "request_id", None) or request_id_var.get()
         return True
 
 

@@ -1,12 +1,15 @@
 """Helpers shared by the REST and admin tests: the contract's error body, row counts, a superuser."""
+import logging
+
 import pytest
 from django.test import Client
+from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.models import Message
 from groups.models import ChatGroup, GroupMember
+from imserver.observability import RequestIdFilter
 from users.models import Role, User
 from users.services import user_create
-from rest_framework_simplejwt.tokens import AccessToken
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -55,3 +58,15 @@ def fast_hasher(settings):
 def access_token(user) -> str:
     """An access token alone: minting a pair writes its refresh token down, which an event loop may not."""
     return str(AccessToken.for_user(user))
+
+
+class LogCollector(logging.Handler):
+    """Keeps every record it is given, with its request id, as the console handler would format it."""
+
+    def __init__(self):
+        super().__init__()
+        self.addFilter(RequestIdFilter())
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)

@@ -113,7 +113,8 @@ class Server(Process):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "imserver.asgi:application"]
+        argv = [sys.executable, "-m", "imserver.server", "-b", "127.0.0.1", "-p", str(self.port),
+                "imserver.asgi:application"]
         super().__init__(log_dir, name, argv, health_url=f"{self.url}/health", **env)
 
 

@@ -4,11 +4,11 @@ import re
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.test import Client
 
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.services import message_send
-from imserver.observability import RequestIdFilter
-from tests.fixtures_api import assert_error
+from tests.fixtures_api import LogCollector, assert_error
 from tests.test_ai_routing import wait_for
 from tests.ws_support import connected, fresh_channel_layer, quiet_group, receive, run  # noqa: F401 - fixtures
 
@@ -36,7 +36,14 @@ def scrape(client_for, staff) -> str:
 
 def test_metrics_need_staff_or_the_metrics_token(db, client_for, doctor, settings):
     assert_error(client_for().get("/metrics"), 401, "NOT_AUTHENTICATED")
-    assert_error(client_for(doctor).get("/metrics"), 401, "NOT_AUTHENTICATED")
+    bad_token = client_for()
+    bad_token.credentials(HTTP_AUTHORIZATION="Bearer not-a-jwt")
+    assert_error(bad_token.get("/metrics"), 401, "NOT_AUTHENTICATED")
+    # Known, but not staff: refused as such, not asked to log in again.
+    assert_error(client_for(doctor).get("/metrics"), 403, "PERMISSION_DENIED")
+    browser = Client()
+    browser.force_login(doctor)
+    assert_error(browser.get("/metrics"), 403, "PERMISSION_DENIED")
     settings.METRICS_TOKEN = "scrape-secret"
     scraper = client_for()
     scraper.credentials(HTTP_AUTHORIZATION="Bearer scrape-secret")
@@ -86,20 +93,10 @@ def test_ai_calls_and_records_in_processing_are_reported(ai_service, care_group,
     assert metric(after, "im_messages_sent_total", transport="ai", msg_type="AI_REPLY") >= 1
 
 
-class _Collect(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.addFilter(RequestIdFilter())
-        self.records = []
-
-    def emit(self, record):
-        self.records.append(record)
-
-
 def test_the_request_id_follows_a_message_into_the_ai_task(ai_service, care_group, patient, client_for, settings):
     settings.AI_MAX_RETRIES = 1
     ai_service.error_rate = 1.0  # so that the task logs its retry
-    handler = _Collect()
+    handler = LogCollector()
     logging.getLogger("ai_bridge.tasks").addHandler(handler)
     try:
         sent = client_for(patient).post("/api/message/send", {"group_id": care_group.group_id, "content": "trace me"},

@@ -69,8 +69,22 @@ def browser():
         browser.close()
 
 
+# Records the close code of every WebSocket the page opens, in window.__closeCodes (the page keeps only the last).
+RECORD_CLOSE_CODES = """
+const Native = window.WebSocket;
+window.__closeCodes = [];
+window.WebSocket = function (...args) {
+  const ws = new Native(...args);
+  ws.addEventListener("close", (event) => window.__closeCodes.push(event.code));
+  return ws;
+};
+Object.assign(window.WebSocket, Native);
+"""
+
+
 def log_in(browser, server, username):
     page = browser.new_context(viewport={"width": 1100, "height": 700}).new_page()
+    page.add_init_script(RECORD_CLOSE_CODES)
     page.goto(server.url + "/")
     page.fill("#login-username", username)
     page.fill("#login-password", PASSWORD)
@@ -140,8 +154,8 @@ def test_a_restarted_server_leaves_no_gap_and_no_duplicate(browser, chat_system,
     say(doc, "before the restart")
     wait_text(doc, "before the restart")
 
-    chat_system.stop()
-    doc.wait_for_selector("#conn-status[data-state=reconnecting]", timeout=WAIT_MS)
+    chat_system.stop()  # SIGTERM: the server closes its WebSockets with 1012 ("restarting")
+    doc.wait_for_function("window.__closeCodes.includes(1012)", timeout=WAIT_MS)
     api = client_for(doctor)
     for i in range(3):
         sent = api.post("/api/message/send", {"group_id": group.group_id, "content": f"sent while down {i}"},
@@ -181,3 +195,19 @@ def test_typing_members_and_earlier_pages_show_on_the_page(browser, chat_system,
     pat.locator(".notice", has_text="pt_new joined (PATIENT)").wait_for(timeout=WAIT_MS)
     assert api.delete(f"/api/group/{group.group_id}/members/{newcomer.user_id}").status_code == 204
     pat.locator(".notice", has_text="pt_new left (PATIENT)").wait_for(timeout=WAIT_MS)
+
+
+def test_a_deactivated_user_is_signed_out_and_the_page_stops_reconnecting(browser, chat_system, team, make_user):
+    doctor, patient, group = team
+    pat = log_in(browser, chat_system, "pt_web")
+    opened = []
+    pat.on("websocket", lambda ws: opened.append(ws.url))
+    staff = make_user(Role.DOCTOR, is_staff=True)
+    answer = httpx.post(f"{chat_system.url}/api/user/{patient.user_id}/deactivate",
+                        headers={"Authorization": f"Bearer {access_token(staff)}"})
+    assert answer.status_code == 200
+    pat.wait_for_selector("#conn-status[data-state=stopped][data-close-code='4403']", timeout=WAIT_MS)
+    pat.locator("#login-error", has_text="can no longer connect").wait_for(timeout=WAIT_MS)
+    assert pat.locator("#login").is_visible()
+    pat.wait_for_timeout(3000)  # a page that kept retrying would have opened sockets by now
+    assert opened == []

@@ -66,6 +66,7 @@ function setTokens(access, refresh) {
 // --- login ------------------------------------------------------------------------------------------
 
 async function start() {
+  state.stopped = false;
   if (!state.token) return showLogin();
   try {
     state.me = await api("GET", "/api/user/me");
@@ -106,9 +107,10 @@ $("token-form").addEventListener("submit", (event) => {
   start();
 });
 
-$("logout").addEventListener("click", () => {
+$("logout").addEventListener("click", async () => {
   state.stopped = true;
   if (state.ws) state.ws.close();
+  if (state.refresh) await api("POST", "/api/auth/logout", { refresh: state.refresh }).catch(() => null);
   sessionStorage.clear();
   location.reload();
 });
@@ -399,17 +401,45 @@ function connect() {
   state.ws = ws;
   setStatus("connecting", "connecting…");
   ws.onmessage = (event) => handle(JSON.parse(event.data));
-  ws.onclose = () => {
+  ws.onclose = (event) => {
     if (state.ws !== ws || state.stopped) return;
-    // Reconnect with exponential backoff and jitter; `sync` then fills what was missed.
-    const delay = Math.min(15000, 500 * 2 ** state.attempt) * (0.5 + Math.random() / 2);
-    state.attempt += 1;
-    setStatus("reconnecting", `reconnecting in ${Math.ceil(delay / 1000)} s`);
-    setTimeout(async () => {
-      if (state.attempt > 2) await refreshToken();
-      connect();
-    }, delay);
+    reconnectAfter(event.code);
   };
+}
+
+// The server's close codes (see the README's reconnect recipe) say whether and when to come back.
+const CLOSE = { TOKEN: 4401, NOT_ALLOWED: 4403, TOO_MANY: 4429, SLOW_READER: 4008, RESTARTING: 1012 };
+
+function reconnectAfter(code) {
+  $("conn-status").dataset.closeCode = code;
+  if (code === CLOSE.NOT_ALLOWED) {
+    // Deactivated or not allowed: retrying cannot help.
+    state.stopped = true;
+    setStatus("stopped", "signed out");
+    sessionStorage.clear();
+    return showLogin("Your account can no longer connect. Contact the care team's administrator.");
+  }
+  let delay;
+  if (code === CLOSE.SLOW_READER || code === CLOSE.RESTARTING) {
+    delay = Math.random() * 500; // at once (spread a little, so a restarted server's clients do not all come together)
+  } else {
+    // Exponential backoff with jitter; longer for too many connections.
+    const base = code === CLOSE.TOO_MANY ? 5000 : 500;
+    delay = Math.min(30000, base * 2 ** state.attempt) * (0.5 + Math.random() / 2);
+    state.attempt += 1;
+  }
+  setStatus("reconnecting", `reconnecting in ${Math.ceil(delay / 1000)} s`);
+  setTimeout(async () => {
+    if (code === CLOSE.TOKEN || state.attempt > 2) {
+      if (!(await refreshToken()) && code === CLOSE.TOKEN) {
+        state.stopped = true;
+        setStatus("stopped", "signed out");
+        sessionStorage.clear();
+        return showLogin("Your session has ended; log in again.");
+      }
+    }
+    connect(); // `connected` then syncs every open group from its last seq
+  }, delay);
 }
 
 function sync(groupId) {

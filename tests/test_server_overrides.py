@@ -1,0 +1,149 @@
+"""What imserver/server.py relies on in daphne, autobahn and Twisted is still there, with the expected shape.
+
+A failure here after an upgrade means: read the new version of the named method, then fix the launcher."""
+import inspect
+
+import pytest
+from autobahn.twisted.websocket import WebSocketServerFactory
+from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+from daphne.access import AccessLogGenerator
+from daphne.cli import CommandLineInterface
+from daphne.http_protocol import WebRequest
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
+from twisted.internet import abstract
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.web import http
+
+import imserver.server
+from imserver.server import FlowControlledWebSocketProtocol
+
+
+def source(function) -> str:
+    return inspect.getsource(function)
+
+
+def ordered(text: str, *parts: str) -> bool:
+    positions = [text.find(part) for part in parts]
+    return -1 not in positions and positions == sorted(positions)
+
+
+def test_daphne_cli_builds_server_class_with_an_access_logger():
+    run = source(CommandLineInterface.run)
+    assert "self.server_class(" in run and "AccessLogGenerator(access_log_stream)" in run
+    assert "action_logger=" in run
+    stream = object()
+    assert AccessLogGenerator(stream).stream is stream
+    assert imserver.server.CommandLineInterface.server_class is imserver.server.Server
+
+
+def test_daphne_server_hooks():
+    parameters = inspect.signature(Server.__init__).parameters
+    assert {"action_logger", "ready_callable"} <= set(parameters)
+    run = source(Server.run)
+    # The protocol is swapped in from ready_callable: after the factory exists, before the reactor runs.
+    assert ordered(run, "self.ws_factory = WebSocketFactory(", "self.ready_callable()", "reactor.run(")
+    assert "listener.addCallback(self.listen_success)" in run
+    # Twisted's own access line, silenced on daphne's HTTP factory, is written by HTTPFactory.log.
+    assert ordered(run, "self.http_factory = HTTPFactory(", "self.ready_callable()")
+    assert list(inspect.signature(http.HTTPFactory.log).parameters) == ["self", "request"]
+    assert "self.channel.factory.log(self)" in source(http.Request.finish)
+    assert 'addSystemEventTrigger("before", "shutdown", self.kill_all_applications)' in run
+    assert list(inspect.signature(Server.listen_success).parameters) == ["self", "port"]
+    # Shutdown reads daphne's connection table: protocol -> {"disconnected", "application_instance"}.
+    assert 'self.connections[protocol]["disconnected"]' in source(Server.protocol_disconnected)
+    assert 'self.connections[protocol]["application_instance"]' in source(Server.create_application)
+    assert 'details["application_instance"]' in source(Server.kill_all_applications)
+    assert 'del self.connections[protocol]' in source(Server.application_checker)
+
+
+def test_daphne_access_log_details():
+    reply = source(WebRequest.handle_reply)
+    for key in ('"path"', '"status"', '"method"', '"client"', '"time_taken"', '"size"'):
+        assert key in reply
+    assert '"path": self.request.path' in source(WebSocketProtocol.onOpen)
+
+
+def test_daphne_upgrade_hands_the_http_transport_to_the_factory_protocol():
+    process = source(WebRequest.process)
+    assert ordered(process, "self.server.ws_factory.buildProtocol(", "protocol.makeConnection(transport)")
+    factory = WebSocketFactory(object())
+    assert factory.protocol is WebSocketProtocol
+    factory.protocol = FlowControlledWebSocketProtocol
+    assert isinstance(factory.buildProtocol(None), FlowControlledWebSocketProtocol)
+    # twisted.web's channel is still the transport's producer when daphne moves the transport.
+    channel, transport = http.HTTPChannel(), StringTransport()
+    channel.makeConnection(transport)
+    assert transport.producer is channel
+    channel.setTimeout(None)
+
+
+def test_daphne_websocket_protocol_paths():
+    assert "self.sendMessage(" in source(WebSocketProtocol.serverSend)
+    on_close = source(WebSocketProtocol.onClose)
+    assert "self.server.protocol_disconnected(self)" in on_close and '"websocket.disconnect"' in on_close
+    assert "self.sendCloseFrame(code=1011)" in source(WebSocketProtocol.handle_exception)
+
+
+def test_autobahn_shapes():
+    assert list(inspect.signature(AutobahnProtocol.sendMessage).parameters) == [
+        "self", "payload", "isBinary", "fragmentSize", "sync", "doNotCompress"]
+    assert list(inspect.signature(AutobahnProtocol.sendCloseFrame).parameters)[:2] == ["self", "code"]
+    assert "3000 <= code <= 4999" in source(AutobahnProtocol.sendClose)  # why 1012 goes through sendCloseFrame
+    assert "self.unregisterProducer()" in source(AutobahnProtocol.dropConnection)  # why connectionLost drops
+    assert {AutobahnProtocol.STATE_OPEN, AutobahnProtocol.STATE_CLOSING, AutobahnProtocol.STATE_CLOSED} == {3, 2, 0}
+    # A peer that never answers a close is dropped after this many seconds, which frees its buffer.
+    assert WebSocketServerFactory().closeHandshakeTimeout > 0
+    assert "onCloseHandshakeTimeout" in source(AutobahnProtocol.sendCloseFrame)
+
+
+class Descriptor(abstract.FileDescriptor):
+    """A transport's buffering and producer logic, without a socket or a reactor."""
+
+    def __init__(self):
+        super().__init__()
+        self.connected = True
+
+    def startWriting(self):
+        pass
+
+    def stopWriting(self):
+        pass
+
+    def stopReading(self):
+        pass
+
+    def writeSomeData(self, data):
+        return len(data)
+
+
+class Producer:
+    def __init__(self):
+        self.calls = []
+
+    def pauseProducing(self):
+        self.calls.append("pause")
+
+    def resumeProducing(self):
+        self.calls.append("resume")
+
+    def stopProducing(self):
+        self.calls.append("stop")
+
+
+def test_twisted_transport_flow_control():
+    transport, producer = Descriptor(), Producer()
+    transport.registerProducer(Producer(), True)  # as twisted.web's HTTPChannel does
+    with pytest.raises(RuntimeError):
+        transport.registerProducer(producer, True)
+    transport.unregisterProducer()
+    transport.registerProducer(producer, True)
+    transport.write(b"x" * transport.bufferSize)
+    assert producer.calls == []
+    transport.write(b"x")
+    assert producer.calls == ["pause"]
+    transport.doWrite()  # the buffer drains
+    assert producer.calls == ["pause", "resume"]
+    transport.connectionLost(Failure(ConnectionError()))
+    assert producer.calls == ["pause", "resume", "stop"]
