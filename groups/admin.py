@@ -16,16 +16,16 @@ class GroupMemberInline(admin.TabularInline):
 class ChatGroupAdmin(admin.ModelAdmin):
     """Groups with their members; every save goes through groups.services."""
 
-    list_display = ["group_name", "group_id", "ai_enabled", "last_seq", "created_by", "created_at"]
-    list_filter = ["ai_enabled"]
+    list_display = ["group_name", "group_id", "ai_mode", "ai_paused", "last_seq", "created_by", "created_at"]
+    list_filter = ["ai_mode", "ai_paused"]
     search_fields = ["group_name", "group_id"]
-    readonly_fields = ["group_id", "created_by", "last_seq", "created_at", "updated_at"]
-    fields = ["group_id", "group_name", "description", "ai_enabled", "created_by", "last_seq", "created_at",
-              "updated_at"]
+    readonly_fields = ["group_id", "ai_paused", "created_by", "last_seq", "created_at", "updated_at"]
+    fields = ["group_id", "group_name", "description", "ai_mode", "ai_paused", "created_by", "last_seq",
+              "created_at", "updated_at"]
     inlines = [GroupMemberInline]
 
     def save_model(self, request, obj, form, change):
-        data = {k: form.cleaned_data[k] for k in ("group_name", "description", "ai_enabled")}
+        data = {k: form.cleaned_data[k] for k in ("group_name", "description", "ai_mode")}
         if change:
             services.group_update(group=ChatGroup.objects.get(pk=obj.pk), **data)
         else:

@@ -5,6 +5,12 @@ from imserver import ids
 from users.models import Role
 
 
+class AIMode(models.TextChoices):
+    AUTO = "auto", "Auto: the AI's answer is posted"
+    REVIEW = "review", "Review: a doctor approves each answer"
+    OFF = "off", "Off: a doctor has taken over"
+
+
 class ChatGroupQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Groups the user belongs to; staff see all."""
@@ -38,7 +44,9 @@ class ChatGroup(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="created_groups"
     )
-    ai_enabled = models.BooleanField(default=True)
+    ai_mode = models.CharField(max_length=8, choices=AIMode.choices, default=AIMode.AUTO)
+    # An escalation waits for a doctor: the AI stays silent until an in-group DOCTOR writes.
+    ai_paused = models.BooleanField(default=False, editable=False)
     last_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -52,6 +60,11 @@ class ChatGroup(models.Model):
 
     def __str__(self):
         return f"{self.group_name} ({self.group_id})"
+
+    @property
+    def ai_enabled(self) -> bool:
+        """The doctor's switch as the contract names it: the AI answers (auto or review) or stays off."""
+        return self.ai_mode != AIMode.OFF
 
 
 class GroupMember(models.Model):

@@ -1,18 +1,19 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from groups.models import ChatGroup, GroupMember
+from groups.models import AIMode, ChatGroup, GroupMember
 from users.models import Role
 
 
 class GroupSerializer(serializers.ModelSerializer):
     created_by = serializers.SerializerMethodField()
     member_count = serializers.SerializerMethodField()
+    ai_enabled = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = ChatGroup
-        fields = ["group_id", "group_name", "description", "created_by", "ai_enabled", "member_count",
-                  "last_seq", "created_at", "updated_at"]
+        fields = ["group_id", "group_name", "description", "created_by", "ai_enabled", "ai_mode", "ai_paused",
+                  "member_count", "last_seq", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_created_by(self, group) -> str | None:
@@ -55,6 +56,12 @@ class GroupUpdateSerializer(serializers.Serializer):
     group_name = serializers.CharField(max_length=128, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=settings.IM_MAX_DESCRIPTION_CHARS)
     ai_enabled = serializers.BooleanField(required=False)
+    ai_mode = serializers.ChoiceField(choices=AIMode.choices, required=False)
+
+    def validate(self, attrs):
+        if "ai_enabled" in attrs and "ai_mode" in attrs and attrs["ai_enabled"] != (attrs["ai_mode"] != AIMode.OFF):
+            raise serializers.ValidationError("ai_enabled and ai_mode disagree; send one of them.")
+        return attrs
 
 
 class MemberListSerializer(serializers.Serializer):

@@ -2,18 +2,31 @@
 from django.db import IntegrityError, transaction
 
 from chat import realtime
-from groups.models import ChatGroup, GroupMember
+from groups.models import AIMode, ChatGroup, GroupMember
 from imserver.errors import AlreadyMember, NotFound, ValidationFailed
 from users.models import Role, User
 from users.services import check_role
 
 
+def _mode(ai_mode: str | None, ai_enabled: bool | None) -> str | None:
+    """The AI mode asked for: `ai_mode` itself, or the contract's mapping of the `ai_enabled` switch."""
+    if ai_mode is not None:
+        if ai_mode not in AIMode.values:
+            raise ValidationFailed(f"ai_mode must be one of {', '.join(AIMode.values)}.",
+                                   details={"ai_mode": [f"Unknown mode {ai_mode!r}."]})
+        return ai_mode
+    if ai_enabled is not None:
+        return AIMode.AUTO if ai_enabled else AIMode.OFF
+    return None
+
+
 @transaction.atomic
 def group_create(*, creator: User, group_name: str, description: str = "",
-                 members: list[tuple[User, str]] = (), ai_enabled: bool = True) -> ChatGroup:
+                 members: list[tuple[User, str]] = (), ai_enabled: bool | None = None,
+                 ai_mode: str | None = None) -> ChatGroup:
     """Create a group; the creator joins as an in-group DOCTOR, then the listed members join."""
     group = ChatGroup.objects.create(group_name=group_name, description=description, created_by=creator,
-                                     ai_enabled=ai_enabled)
+                                     ai_mode=_mode(ai_mode, ai_enabled) or AIMode.AUTO)
     member_add(group=group, user=creator, user_role=Role.DOCTOR)
     for user, user_role in members:
         if user.pk != creator.pk:
@@ -22,11 +35,14 @@ def group_create(*, creator: User, group_name: str, description: str = "",
 
 
 def group_update(*, group: ChatGroup, **changes) -> ChatGroup:
-    """Rename, describe, or switch the group's AI on or off."""
-    allowed = {"group_name", "description", "ai_enabled"}
+    """Rename, describe, or set the group's AI mode (`ai_mode`, or the `ai_enabled` switch)."""
+    allowed = {"group_name", "description", "ai_enabled", "ai_mode"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValidationFailed(f"Cannot change {', '.join(sorted(unknown))}.")
+    mode = _mode(changes.pop("ai_mode", None), changes.pop("ai_enabled", None))
+    if mode is not None:
+        changes["ai_mode"] = mode
     for field, value in changes.items():
         setattr(group, field, value)
     group.save(update_fields=[*changes, "updated_at"])

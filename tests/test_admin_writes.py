@@ -81,7 +81,7 @@ def test_messages_are_read_only_in_admin(admin_browser, care_group, doctor):
 
 def test_group_added_in_admin_with_a_member_inline(admin_browser, superuser, patient, assistant):
     rows = [{"user": patient.pk, "user_role": "PATIENT"}, {"user": assistant.pk, "user_role": "AI_ASSISTANT"}]
-    data = {"group_name": "Admin-made", "description": "via the admin", "ai_enabled": "on", **inline(rows)}
+    data = {"group_name": "Admin-made", "description": "via the admin", "ai_mode": "auto", **inline(rows)}
 
     response = admin_browser.post("/admin/groups/chatgroup/add/", data)
 
@@ -97,7 +97,7 @@ def test_group_changed_in_admin_switches_ai_and_removes_a_member(admin_browser, 
     members = list(GroupMember.objects.filter(group=care_group).order_by("id"))
     rows = [{"id": m.pk, "user": m.user.pk, "user_role": m.user_role} for m in members]
     rows[1]["DELETE"] = "on"  # the patient
-    data = {"group_name": "Ward 7b", "description": "", **inline(rows, initial=len(rows))}  # ai_enabled unticked
+    data = {"group_name": "Ward 7b", "description": "", "ai_mode": "off", **inline(rows, initial=len(rows))}
 
     response = admin_browser.post(f"/admin/groups/chatgroup/{care_group.pk}/change/", data)
 
