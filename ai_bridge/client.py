@@ -1,4 +1,5 @@
 """The AI service clients: one pooled httpx client, the `simple` and `openai` wire protocols."""
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,15 +12,26 @@ from imserver.observability import AI_CALLS
 _lock = threading.Lock()
 _client: httpx.Client | None = None
 
+ESCALATE_TOOL = "escalate_to_doctor"
+# Declared in every `openai` request: the model calls it instead of answering when a human must take over.
+_ESCALATE_TOOL_SPEC = {
+    "type": "function",
+    "function": {
+        "name": ESCALATE_TOOL,
+        "description": "Alert the patient's doctors and stop answering: use it for anything urgent or dangerous.",
+        "parameters": {"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]},
+    },
+}
+
 
 class AIError(Exception):
     """A failed call; `retriable` says whether another attempt may succeed."""
 
     def __init__(self, reason: str, *, retriable: bool, status_code: int | None = None, body=None,
-                 outcome: str = "error"):
+                 outcome: str = "error", retry_after: float | None = None):
         super().__init__(reason)
         self.reason, self.retriable, self.status_code, self.body = reason, retriable, status_code, body
-        self.outcome = outcome
+        self.outcome, self.retry_after = outcome, retry_after
 
 
 @dataclass
@@ -29,6 +41,8 @@ class AIAnswer:
     duration_ms: int
     request_body: dict = field(default_factory=dict)
     response_body: object = None
+    escalate: bool = False  # the AI asked for a human
+    escalate_reason: str = ""
 
 
 def http_client() -> httpx.Client:
@@ -53,19 +67,32 @@ def request_body(*, message: str, history: list[dict], group_id: str, user_id: s
     if settings.AI_SERVICE_PROTOCOL == "openai":
         messages = [{"role": "system", "content": settings.AI_SYSTEM_PROMPT}, *history,
                     {"role": "user", "content": message}]
-        return {"model": settings.AI_MODEL, "messages": messages}
+        return {"model": settings.AI_MODEL, "messages": messages, "tools": [_ESCALATE_TOOL_SPEC]}
     return {"message": message, "history": history, "group_id": group_id, "user_id": user_id,
             "message_id": message_id}
 
 
-def _reply_from(data) -> str:
+def _answer_from(data) -> tuple[str, bool, str]:
+    """(reply, escalate, reason) from a parsed answer of the configured protocol."""
     if settings.AI_SERVICE_PROTOCOL == "openai":
-        reply = data["choices"][0]["message"]["content"]
+        message = data["choices"][0]["message"]
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            if function.get("name") == ESCALATE_TOOL:
+                try:
+                    arguments = json.loads(function.get("arguments") or "{}")
+                except ValueError:
+                    arguments = {}
+                reason = arguments.get("reason") if isinstance(arguments, dict) else None
+                return message.get("content") or "", True, str(reason or "the AI asked for a doctor")
+        reply = message["content"]
     else:
+        if data.get("escalate") is True:
+            return data.get("reply") or "", True, str(data.get("reason") or "the AI asked for a doctor")
         reply = data["reply"]
     if not isinstance(reply, str) or not reply.strip():
         raise ValueError("empty reply")
-    return reply
+    return reply, False, ""
 
 
 def ai_call(body: dict) -> AIAnswer:
@@ -81,28 +108,65 @@ def ai_call(body: dict) -> AIAnswer:
         AI_CALLS.labels(outcome).observe(time.perf_counter() - started)
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(settings.AI_RETRY_AFTER_MAX, max(0.0, float(response.headers.get("Retry-After", ""))))
+    except ValueError:  # absent, or an HTTP date: the usual backoff
+        return None
+
+
+def _read_within(response: httpx.Response, deadline: float) -> bytes:
+    """The body, read before the attempt's deadline and within AI_MAX_RESPONSE_BYTES.
+
+    httpx's timeouts bound each read, not the whole body: a service sending a byte a second would hold the
+    attempt for ever. A timer closes the response at the deadline, which ends a read that is waiting."""
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
+    timer.start()
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > settings.AI_MAX_RESPONSE_BYTES:
+                raise AIError(f"answer larger than {settings.AI_MAX_RESPONSE_BYTES} bytes", retriable=False,
+                              status_code=response.status_code, outcome="too_large")
+            if time.monotonic() > deadline:
+                break
+            chunks.append(chunk)
+    except httpx.HTTPError:
+        if time.monotonic() <= deadline:
+            raise
+    finally:
+        timer.cancel()
+    if time.monotonic() > deadline:
+        raise AIError(f"timed out after {settings.AI_SERVICE_TIMEOUT:g} s", retriable=True, outcome="timeout")
+    return b"".join(chunks)
+
+
 def _call(body: dict) -> AIAnswer:
     headers = {"Authorization": f"Bearer {settings.AI_SERVICE_API_KEY}"} if settings.AI_SERVICE_API_KEY else {}
     started = time.perf_counter()
+    deadline = time.monotonic() + settings.AI_SERVICE_TIMEOUT  # for the whole attempt, body included
     try:
-        response = http_client().post(endpoint(), json=body, headers=headers, timeout=settings.AI_SERVICE_TIMEOUT)
+        with http_client().stream("POST", endpoint(), json=body, headers=headers,
+                                  timeout=settings.AI_SERVICE_TIMEOUT) as response:
+            raw = _read_within(response, deadline)
     except httpx.TimeoutException as exc:
         raise AIError(f"timed out after {settings.AI_SERVICE_TIMEOUT:g} s", retriable=True, outcome="timeout") from exc
     except httpx.HTTPError as exc:
         raise AIError(f"connection failed: {exc.__class__.__name__}", retriable=True, outcome="connection") from exc
     duration_ms = int((time.perf_counter() - started) * 1000)
-    text = response.text[: settings.AI_RECORD_TEXT_MAX]
+    text = raw[: settings.AI_RECORD_TEXT_MAX].decode("utf-8", errors="replace")
     if response.status_code == 429 or response.status_code >= 500:
-        raise AIError(f"service answered {response.status_code}", retriable=True,
-                      status_code=response.status_code, body=text, outcome="retriable_status")
+        raise AIError(f"service answered {response.status_code}", retriable=True, status_code=response.status_code,
+                      body=text, outcome="retriable_status", retry_after=_retry_after(response))
     if response.status_code >= 400:
         raise AIError(f"service refused the request with {response.status_code}", retriable=False,
                       status_code=response.status_code, body=text, outcome="refused")
     try:
-        data = response.json()
-        reply = _reply_from(data)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        data = json.loads(raw)
+        reply, escalate, reason = _answer_from(data)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise AIError("malformed answer from the AI service", retriable=False,
                       status_code=response.status_code, body=text, outcome="malformed") from exc
-    return AIAnswer(reply=reply, status_code=response.status_code, duration_ms=duration_ms,
-                    request_body=body, response_body=data)
+    return AIAnswer(reply=reply, status_code=response.status_code, duration_ms=duration_ms, request_body=body,
+                    response_body=data, escalate=escalate, escalate_reason=reason)

@@ -1,4 +1,8 @@
-"""AI bridge writes: records, the reply post, failure, dispatch and redispatch."""
+"""AI bridge writes: a record's life from the patient's message to the reply, or to why there is none.
+
+PROCESSING → (red flag) ESCALATED | (a later message of the burst) COALESCED | (switched off, paused, a doctor
+wrote) SUPPRESSED | (review mode) AWAITING_REVIEW → SUCCESS / REJECTED / ESCALATED | SUCCESS | FAILED.
+Every decision that a patient could notice is taken under row locks: the record's, then the group's."""
 import contextvars
 import logging
 import threading
@@ -9,14 +13,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ai_bridge import client
+from ai_bridge import client, triage
+from ai_bridge.escalation import ai_escalate
 from ai_bridge.models import AIInteractionRecord, Status
-from chat import realtime
+from ai_bridge.posting import ai_record_suppress, ai_why_silent, reply_post, status_push
+from ai_bridge.review import ai_draft_hold, ai_drafts_expire
+from ai_bridge.storable import storable_json, storable_text
 from chat.models import Message, MsgType
-from chat.services import UNSTORABLE, message_send
-from groups.models import GroupMember
-from groups.services import member_add
-from users.models import Role, User
+from groups.models import AIMode, ChatGroup
+from imserver.observability import AI_OUTCOMES
 
 logger = logging.getLogger(__name__)
 _local_pool: ThreadPoolExecutor | None = None
@@ -24,11 +29,26 @@ _local_pool_lock = threading.Lock()
 
 
 def ai_record_open(*, message: Message) -> AIInteractionRecord:
-    """Open the one record of a forwarded patient message and dispatch its task after commit."""
+    """Open the one record of a forwarded patient message: escalate a red flag at once, else dispatch the task
+    after commit (the message's own transaction: a red flag never reaches the AI, whatever the workers do)."""
     record = AIInteractionRecord.objects.create(group=message.group, user_message=message,
                                                 service_url=client.endpoint())
-    transaction.on_commit(lambda: ai_record_dispatch(record_id=record.record_id))
+    flag = triage.red_flag(message.content)
+    if flag is not None:
+        ai_escalate(record=record, reason=f"red flag: {flag.reason}", language=flag.language)
+    else:
+        transaction.on_commit(lambda: ai_record_dispatch(record_id=record.record_id))
     return record
+
+
+def run_local(func, *args) -> None:
+    """Run a task's work in the process's own threads: the embedded system has no broker."""
+    global _local_pool
+    with _local_pool_lock:  # commits of several threads may dispatch at once
+        if _local_pool is None:
+            _local_pool = ThreadPoolExecutor(settings.AI_LOCAL_WORKERS, thread_name_prefix="ai-bridge")
+    # The copied context carries the request id into the thread's logs.
+    _local_pool.submit(contextvars.copy_context().run, func, *args)
 
 
 def ai_record_dispatch(*, record_id: str) -> None:
@@ -38,13 +58,7 @@ def ai_record_dispatch(*, record_id: str) -> None:
     from ai_bridge.tasks import ai_reply_generate, run_in_process
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        global _local_pool
-        with _local_pool_lock:  # commits of several threads may dispatch at once
-            if _local_pool is None:
-                _local_pool = ThreadPoolExecutor(settings.AI_LOCAL_WORKERS, thread_name_prefix="ai-bridge")
-        # The copied context carries the request id into the thread's logs.
-        _local_pool.submit(contextvars.copy_context().run, run_in_process, record_id)
-        return
+        return run_local(run_in_process, record_id)
     try:
         ai_reply_generate.apply_async(args=[record_id])
     except Exception:  # noqa: BLE001 - kombu raises many kinds; the record stays PROCESSING for the sweep
@@ -52,27 +66,49 @@ def ai_record_dispatch(*, record_id: str) -> None:
 
 
 def ai_history(*, message: Message) -> list[dict]:
-    """The group's last AI_HISTORY_MESSAGES messages before `message`, as [{role, content}]."""
-    rows = (Message.objects.filter(group_id=message.group_id, seq__lt=message.seq)
+    """The group's last AI_HISTORY_MESSAGES messages before `message`, as [{role, content}]; SYSTEM notices are
+    the bridge's own words to the patient, not the conversation."""
+    rows = (Message.objects.filter(group_id=message.group_id, seq__lt=message.seq).exclude(msg_type=MsgType.SYSTEM)
             .order_by("-seq").values_list("msg_type", "content")[: settings.AI_HISTORY_MESSAGES])
     return [{"role": "assistant" if kind == MsgType.AI_REPLY else "user", "content": content}
             for kind, content in reversed(rows)]
 
 
-def ai_assistant_for(*, group) -> User:
-    """The group's AI_ASSISTANT member; the default assistant account joins when there is none."""
-    member = (GroupMember.objects.filter(group=group, user_role=Role.AI_ASSISTANT)
-              .select_related("user").order_by("id").first())
-    if member is not None:
-        return member.user
-    assistant = User.objects.filter(username=settings.AI_ASSISTANT_USERNAME).first()
-    if assistant is None:
-        from users.services import user_create
+def ai_record_start(*, record: AIInteractionRecord) -> dict | float | None:
+    """Begin a record's first attempt: the request body; or the seconds until its burst may have ended; or None
+    when there is nothing to call (suppressed, answered by a later message of its burst, settled elsewhere).
 
-        assistant = user_create(username=settings.AI_ASSISTANT_USERNAME, user_role=Role.AI_ASSISTANT)
-    if not GroupMember.objects.filter(group=group, user=assistant).exists():
-        member_add(group=group, user=assistant, user_role=Role.AI_ASSISTANT)
-    return assistant
+    The burst is decided in the database, under the locks of the group's waiting records, so that any number of
+    workers agree: the newest waiting record answers for the older ones (COALESCED, `answered_by` it)."""
+    reason = ai_why_silent(group_id=record.group_id)
+    if reason is not None:  # no call for a group already switched off or paused
+        ai_record_suppress(record=record, reason=reason)
+        return None
+    window = timedelta(seconds=settings.AI_COALESCE_SECONDS)
+    wait = (record.created_at + window - timezone.now()).total_seconds()
+    if wait > 0:
+        return wait
+    with transaction.atomic():
+        waiting = list(AIInteractionRecord.objects.waiting(record.group_id).select_for_update().order_by("id"))
+        if record.pk not in {w.pk for w in waiting}:
+            return None  # answered for by a later message of its burst, or started by another delivery
+        if any(w.pk > record.pk and w.created_at - record.created_at <= window for w in waiting):
+            return None  # a later message of the same burst answers for this one
+        older = [w.pk for w in waiting if w.pk < record.pk]
+        if older:
+            AIInteractionRecord.objects.filter(pk__in=older).update(
+                status=Status.COALESCED, answered_by=record, updated_at=timezone.now())
+            AI_OUTCOMES.labels("coalesced").inc(len(older))
+        return ai_attempt_begin(record=record)
+
+
+def ai_attempt_retry(*, record: AIInteractionRecord) -> dict | None:
+    """Begin another attempt: the request body, or None when the group went silent meanwhile (SUPPRESSED)."""
+    reason = ai_why_silent(group_id=record.group_id, after_seq=record.user_message.seq)
+    if reason is not None:
+        ai_record_suppress(record=record, reason=reason)
+        return None
+    return ai_attempt_begin(record=record)
 
 
 def ai_attempt_begin(*, record: AIInteractionRecord) -> dict:
@@ -82,41 +118,44 @@ def ai_attempt_begin(*, record: AIInteractionRecord) -> dict:
                                group_id=record.group.group_id, user_id=message.sender.user_id,
                                message_id=message.message_id)
     AIInteractionRecord.objects.filter(pk=record.pk).update(
-        attempts=record.attempts + 1, request_body=body, service_url=client.endpoint(), updated_at=timezone.now())
+        attempts=record.attempts + 1, request_body=storable_json(body), service_url=client.endpoint(),
+        updated_at=timezone.now())
     record.attempts += 1
-    realtime.group_event(record.group.group_id, {"type": "ai_status", "group_id": record.group.group_id,
-                                                 "user_message_id": message.message_id, "status": "thinking"})
+    status_push(record, "thinking")
     return body
 
 
-def ai_reply_post(*, record: AIInteractionRecord, answer: client.AIAnswer) -> Message | None:
-    """Post the AI's answer as the group's assistant, once, and close the record as SUCCESS."""
+def ai_answer_handle(*, record: AIInteractionRecord, answer: client.AIAnswer) -> Message | None:
+    """What becomes of the AI's answer: suppressed, escalated, a draft for review, or the posted reply.
+
+    Decided under the record's lock and then the group's, just before anything reaches the patient."""
     with transaction.atomic():
         locked = AIInteractionRecord.objects.select_for_update().get(pk=record.pk)
         if locked.status != Status.PROCESSING:
             return None
-        assistant = ai_assistant_for(group=record.group)
-        content = UNSTORABLE.sub("", answer.reply).strip()[: settings.AI_MAX_REPLY_CHARS]
-        # The record id as client_msg_id makes a second post impossible even without the lock.
-        reply, _ = message_send(sender=assistant, group=record.group, content=content, msg_type=MsgType.AI_REPLY,
-                                client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message, via="ai")
-        locked.ai_message = reply
-        locked.status = Status.SUCCESS
-        locked.duration_ms = answer.duration_ms
-        locked.response_body = answer.response_body
-        locked.error_message = ""
-        locked.save()
-    return reply
+        reason = ai_why_silent(group_id=record.group_id, after_seq=record.user_message.seq, lock=True)
+        if reason is not None:
+            ai_record_suppress(record=record, reason=reason, answer=answer)
+            return None
+        if answer.escalate:
+            ai_escalate(record=record, reason=f"the AI asked for a doctor: {answer.escalate_reason}",
+                        draft=answer.reply, answer=answer)
+            return None
+        content = storable_text(answer.reply, settings.AI_MAX_REPLY_CHARS).strip()
+        mode = ChatGroup.objects.filter(pk=record.group_id).values_list("ai_mode", flat=True).first()
+        if mode == AIMode.REVIEW:
+            ai_draft_hold(record=locked, content=content, answer=answer)
+            return None
+        return reply_post(record=locked, content=content, answer=answer)
 
 
 def ai_record_fail(*, record: AIInteractionRecord, reason: str, response_body=None, notify: bool = True) -> None:
     """Give up on a record: FAILED with the reason, and `ai_status: failed` pushed to the group."""
     changed = AIInteractionRecord.objects.filter(pk=record.pk, status=Status.PROCESSING).update(
-        status=Status.FAILED, error_message=reason[: settings.AI_RECORD_TEXT_MAX], response_body=response_body, updated_at=timezone.now())
+        status=Status.FAILED, error_message=storable_text(reason), response_body=storable_json(response_body),
+        updated_at=timezone.now())
     if changed and notify:
-        realtime.group_event(record.group.group_id, {
-            "type": "ai_status", "group_id": record.group.group_id,
-            "user_message_id": record.user_message.message_id, "status": "failed"})
+        status_push(record, "failed")
 
 
 def ai_record_retry(*, record: AIInteractionRecord) -> bool:
@@ -130,13 +169,14 @@ def ai_record_retry(*, record: AIInteractionRecord) -> bool:
 
 
 def ai_records_redispatch_stale() -> int:
-    """Dispatch again every record left PROCESSING longer than AI_STALE_AFTER (lost at commit, worker died)."""
+    """Dispatch again every record left PROCESSING longer than AI_STALE_AFTER (lost at commit, worker died);
+    escalate every draft left unreviewed longer than AI_REVIEW_TIMEOUT."""
     cutoff = timezone.now() - timedelta(seconds=settings.AI_STALE_AFTER)
     ids = list(AIInteractionRecord.objects.stale(cutoff).values_list("record_id", flat=True)[: settings.AI_SWEEP_BATCH])
     for record_id in ids:
         AIInteractionRecord.objects.filter(record_id=record_id).update(updated_at=timezone.now())
         ai_record_dispatch(record_id=record_id)
-    return len(ids)
+    return len(ids) + ai_drafts_expire()
 
 
 def ai_service_probe(*, message: str) -> dict:
@@ -149,5 +189,3 @@ def ai_service_probe(*, message: str) -> dict:
                 "error": exc.reason}
     return {"ok": True, "status_code": answer.status_code, "duration_ms": answer.duration_ms,
             "reply": answer.reply, "error": None}
-
-

@@ -249,6 +249,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(channel, self.channel_name)
             await self._frame(frame)
 
+    async def direct_event(self, event):
+        """A frame for this user alone (an AI draft or an escalation for a group's doctors)."""
+        if not self.closing and event["frame"]["group_id"] in self.group_ids:
+            await self._frame(event["frame"])
+
     async def connection_revoke(self, event):
         """The user was deactivated or deleted: close at once, on every server process."""
         await self._close(event["code"])

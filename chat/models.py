@@ -10,6 +10,7 @@ class MsgType(models.TextChoices):
     TEXT = "TEXT", "Text"
     IMAGE = "IMAGE", "Image URL"
     AI_REPLY = "AI_REPLY", "AI reply"
+    SYSTEM = "SYSTEM", "System notice"  # the AI bridge's notices, such as an escalation; never sent to the AI
 
 
 class MessageQuerySet(models.QuerySet):

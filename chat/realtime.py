@@ -10,6 +10,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from groups.models import GroupMember
+
 logger = logging.getLogger(__name__)
 _own_loop_wanted = False
 _publisher: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child starts its own
@@ -105,6 +107,13 @@ def member_left(*, group_id: str, user_id: str, user_role: str) -> None:
     frame = {"type": "member_left", "group_id": group_id, "user_id": user_id, "user_role": user_role}
     _send(group_channel(group_id), {"type": "group.event", "frame": frame})
     _send(user_channel(user_id), {"type": "membership.changed", "frame": frame})
+
+
+def role_event(*, group, role: str, frame: dict) -> None:
+    """Push a frame to the connections of the group's members with this in-group role only (drafts and
+    escalations are for its doctors): through each one's own channel, never the group's."""
+    for user_id in GroupMember.objects.filter(group=group, user_role=role).values_list("user__user_id", flat=True):
+        _send(user_channel(user_id), {"type": "direct.event", "frame": frame})
 
 
 def group_event(group_id: str, frame: dict) -> None:

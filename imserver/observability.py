@@ -19,6 +19,8 @@ MESSAGES_SENT = Counter("im_messages_sent_total", "Messages stored", ["transport
 WS_OPEN = Gauge("im_websocket_connections_open", "WebSocket connections open in this process")
 PUSH_LATENCY = Histogram("im_push_fanout_seconds", "From the commit of a message to its frame leaving this process",
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+AI_OUTCOMES = Counter("im_ai_outcomes_total", "AI records by how they ended besides a plain reply: escalated, "
+                      "suppressed, coalesced, approved, approved_edited, rejected", ["outcome"])
 AI_CALLS = Histogram("im_ai_call_duration_seconds", "Calls to the AI service by outcome", ["outcome"],
                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 

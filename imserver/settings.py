@@ -377,6 +377,30 @@ AI_SWEEP_INTERVAL = env.int("AI_SWEEP_INTERVAL", default=60)
 # Longest error text or raw answer kept on an AI record.
 AI_RECORD_TEXT_MAX = env.int("AI_RECORD_TEXT_MAX", default=2000)
 AI_SWEEP_BATCH = env.int("AI_SWEEP_BATCH", default=1000)  # records dispatched again per sweep, at most
+# Most calls to the AI service one record ever gets, whatever retries, redeliveries and sweeps happen.
+AI_MAX_ATTEMPTS_TOTAL = env.int("AI_MAX_ATTEMPTS_TOTAL", default=2 * (AI_MAX_RETRIES + 1))
+# Largest answer read from the AI service, in bytes (more: the record fails, nothing of it is stored whole).
+AI_MAX_RESPONSE_BYTES = env.int("AI_MAX_RESPONSE_BYTES", default=256 * 1024)
+# Longest wait a 429's Retry-After may ask for before the next attempt, in seconds.
+AI_RETRY_AFTER_MAX = env.float("AI_RETRY_AFTER_MAX", default=60.0)
+# Patient messages of one group within this many seconds of each other get one answer, to the last.
+AI_COALESCE_SECONDS = env.float("AI_COALESCE_SECONDS", default=2.0)
+# Seconds a review-mode draft waits for a doctor before it escalates.
+AI_REVIEW_TIMEOUT = env.int("AI_REVIEW_TIMEOUT", default=600)
+# Seconds a server or worker keeps the triage rules it read before reading them again.
+AI_TRIAGE_CACHE_SECONDS = env.float("AI_TRIAGE_CACHE_SECONDS", default=10.0)
+# What the AI assistant tells a patient whose message raised a red flag, per language of the rule.
+AI_ESCALATION_NOTICES = {
+    "en": env.str("AI_ESCALATION_NOTICE_EN", default=(
+        "A doctor of your care team has been alerted and will answer you here as soon as possible. "
+        "If you are in danger now, call your local emergency number.")),
+    "zh": env.str("AI_ESCALATION_NOTICE_ZH", default="已通知您的医护团队医生，医生会尽快在这里回复您。如果您现在有危险，请立即拨打急救电话。"),
+}
+# Paging outside the chat: a signed POST per escalation (empty: none), HMAC-SHA256 of the body under the secret.
+ESCALATION_WEBHOOK_URL = env.str("ESCALATION_WEBHOOK_URL", default="")
+ESCALATION_WEBHOOK_SECRET = env.str("ESCALATION_WEBHOOK_SECRET", default="")
+ESCALATION_WEBHOOK_TIMEOUT = env.float("ESCALATION_WEBHOOK_TIMEOUT", default=5.0)
+ESCALATION_WEBHOOK_MAX_ATTEMPTS = env.int("ESCALATION_WEBHOOK_MAX_ATTEMPTS", default=6)
 AI_HTTP_MAX_CONNECTIONS = env.int("AI_HTTP_MAX_CONNECTIONS", default=50)  # per process, to the AI service
 # Threads running AI calls in-process when there is no broker (the embedded system).
 AI_LOCAL_WORKERS = env.int("AI_LOCAL_WORKERS", default=4)

@@ -15,6 +15,7 @@ def ai_service(settings):
     settings.AI_SERVICE_TIMEOUT = 5
     settings.AI_RETRY_BACKOFF = 0.05
     settings.AI_RETRY_BACKOFF_MAX = 0.2
+    settings.AI_COALESCE_SECONDS = 0  # tests of bursts set their own window
     behaviour.port = server.server_port
     yield behaviour
     server.shutdown()

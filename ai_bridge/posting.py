@@ -1,0 +1,99 @@
+"""What reaches the group from the AI bridge, and the checks before it does."""
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ai_bridge import client
+from ai_bridge.models import AIInteractionRecord, Status
+from ai_bridge.storable import storable_json, storable_text
+from chat import realtime
+from chat.models import Message, MsgType
+from chat.services import message_send
+from groups.models import AIMode, ChatGroup, GroupMember
+from groups.services import member_add
+from imserver.errors import AlreadyMember, Conflict
+from imserver.observability import AI_OUTCOMES
+from users.models import Role, User
+from users.services import user_create
+
+
+def ai_assistant_ensure(*, group: ChatGroup) -> User:
+    """The group's AI_ASSISTANT member, the default assistant account joining first when there is none.
+
+    Race-free: of two first replies at once, one adds the member and the other finds it (the unique member)."""
+    member = (GroupMember.objects.filter(group=group, user_role=Role.AI_ASSISTANT)
+              .select_related("user").order_by("id").first())
+    if member is not None:
+        return member.user
+    assistant = User.objects.filter(username=settings.AI_ASSISTANT_USERNAME).first()
+    if assistant is None:
+        try:
+            assistant = user_create(username=settings.AI_ASSISTANT_USERNAME, user_role=Role.AI_ASSISTANT)
+        except Conflict:  # created by a concurrent first reply
+            assistant = User.objects.get(username=settings.AI_ASSISTANT_USERNAME)
+    try:
+        member_add(group=group, user=assistant, user_role=Role.AI_ASSISTANT)
+    except AlreadyMember:
+        pass
+    return assistant
+
+
+def ai_why_silent(*, group_id: int, after_seq: int | None = None, lock: bool = False) -> str | None:
+    """Why an answer must not reach the group now: switched off, paused, or (after `after_seq`) a doctor wrote.
+
+    With `lock`, the group's row is held to the end of the transaction: a doctor's message, a switch-off or a
+    pause either committed before this check (and is seen) or waits for what follows it."""
+    groups = ChatGroup.objects.filter(pk=group_id)
+    group = (groups.select_for_update() if lock else groups).values("ai_mode", "ai_paused").first()
+    if group is None:
+        return "the group no longer exists"
+    if group["ai_mode"] == AIMode.OFF:
+        return "the AI was switched off in this group"
+    if group["ai_paused"]:
+        return "an escalation waits for a doctor"
+    if after_seq is not None and Message.objects.filter(group_id=group_id, seq__gt=after_seq,
+                                                        from_role=Role.DOCTOR).exists():
+        return "a doctor wrote in the group after the patient's message"
+    return None
+
+
+def ai_record_suppress(*, record: AIInteractionRecord, reason: str, answer: client.AIAnswer | None = None) -> bool:
+    """The answer is not posted: SUPPRESSED with the reason, `ai_status: suppressed` pushed; nobody joins."""
+    fields = {"status": Status.SUPPRESSED, "error_message": storable_text(reason), "updated_at": timezone.now()}
+    if answer is not None:
+        fields.update(draft=storable_text(answer.reply, settings.AI_MAX_REPLY_CHARS), duration_ms=answer.duration_ms,
+                      response_body=storable_json(answer.response_body))
+    changed = AIInteractionRecord.objects.filter(pk=record.pk, status=Status.PROCESSING).update(**fields)
+    if changed:
+        AI_OUTCOMES.labels("suppressed").inc()
+        status_push(record, "suppressed")
+    return bool(changed)
+
+
+def reply_post(*, record: AIInteractionRecord, content: str, answer: client.AIAnswer | None = None,
+                reviewed_by: User | None = None) -> Message:
+    """Post the reply as the group's assistant and close the record as SUCCESS (inside the record's lock)."""
+    assistant = ai_assistant_ensure(group=record.group)
+    # The record id as client_msg_id makes a second post impossible even without the lock.
+    reply, _ = message_send(sender=assistant, group=record.group, content=content, msg_type=MsgType.AI_REPLY,
+                            client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message, via="ai")
+    record.ai_message = reply
+    record.status = Status.SUCCESS
+    record.error_message = ""
+    if answer is not None:
+        record.duration_ms = answer.duration_ms
+        record.response_body = storable_json(answer.response_body)
+    if reviewed_by is not None:
+        record.reviewed_by, record.reviewed_at = reviewed_by, timezone.now()
+    record.save()
+    return reply
+
+
+def status_push(record: AIInteractionRecord, status: str) -> None:
+    """`ai_status` to the group's connections, once what it reports has committed."""
+    group_id = record.group.group_id
+    frame = {"type": "ai_status", "group_id": group_id, "user_message_id": record.user_message.message_id,
+             "status": status}
+    transaction.on_commit(lambda: realtime.group_event(group_id, frame))
+
+

@@ -1,0 +1,53 @@
+"""Red flags: patient messages that go to a doctor, never to the AI."""
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from ai_bridge.models import TriageRule
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    reason: str
+    language: str
+
+
+_lock = threading.Lock()
+_compiled: tuple[float, list[tuple[re.Pattern, RedFlag]]] = (0.0, [])  # (read at, rules)
+
+
+def _rules() -> list[tuple[re.Pattern, RedFlag]]:
+    """The active rules, compiled; read again after AI_TRIAGE_CACHE_SECONDS (an admin edit shows at once here)."""
+    global _compiled
+    read_at, rules = _compiled
+    if time.monotonic() - read_at < settings.AI_TRIAGE_CACHE_SECONDS:
+        return rules
+    with _lock:
+        fresh = []
+        for rule in TriageRule.objects.filter(active=True).order_by("id"):
+            try:
+                pattern = re.compile(rule.pattern if rule.is_regex else re.escape(rule.pattern), re.IGNORECASE)
+            except re.error:
+                continue  # the admin refuses a bad expression; one stored otherwise is skipped, not fatal
+            fresh.append((pattern, RedFlag(reason=rule.reason, language=rule.language)))
+        _compiled = (time.monotonic(), fresh)
+    return fresh
+
+
+def red_flag(text: str) -> RedFlag | None:
+    """The first active triage rule the text matches, or None."""
+    for pattern, flag in _rules():
+        if pattern.search(text):
+            return flag
+    return None
+
+
+@receiver([post_save, post_delete], sender=TriageRule, dispatch_uid="ai_bridge.triage_rules_changed")
+def _forget(**kwargs):
+    global _compiled
+    _compiled = (0.0, [])
