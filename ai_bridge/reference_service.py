@@ -1,7 +1,10 @@
 """The bundled reference AI service: both wire protocols over real HTTP, with settable misbehaviour.
 
 The reply is visibly derived from the input: `Reference AI reply to: <message>` (plus how many history
-items it saw), so tests can assert which message a reply answers."""
+items it saw), so tests can assert which message a reply answers. A message containing `escalate_word` is
+escalated (`simple`: `{"escalate": true, "reason"}`; `openai`: a call of the `escalate_to_doctor` tool), and
+these markers in a message ask for a misbehaving answer: `#nul` (NUL characters in the reply and an extra
+field), `#huge` (a 1 MB reply and a 5 MB extra field), `#trickle` (the answer sent one byte a second)."""
 import json
 import random
 import threading
@@ -17,10 +20,15 @@ class Behaviour:
     jitter: float = 0.0  # seconds, uniform 0..jitter added
     error_rate: float = 0.0  # share of calls answered 500
     malformed_rate: float = 0.0  # share of calls answered 200 with a body that is not the protocol's
+    escalate_word: str = "escalate-now"  # a message containing it is escalated by the "AI"
+    calls: int = 0  # answered so far (tests count the calls the bridge made)
 
 
 def reply_text(message: str, history: list) -> str:
     return f"Reference AI reply to: {message} (history {len(history)})"
+
+
+_calls_lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -30,16 +38,33 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # quiet: the server under test has the interesting logs
         pass
 
-    def _answer(self, status: int, body) -> None:
+    def _answer(self, status: int, body, trickle: bool = False) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
-        self.wfile.write(raw)
+        if not trickle:
+            self.wfile.write(raw)
+            return
+        try:
+            for byte in raw:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(1)
+        except OSError:  # the client gave up, as it should
+            pass
+
+    def _misbehaving(self, text: str, reply: str) -> tuple[str, dict]:
+        """The reply and extra fields a marker in the message asks for."""
+        if "#nul" in text:
+            return f"{reply}\x00 with NUL\x00", {"extra": "nul\x00field"}
+        if "#huge" in text:
+            return reply + " " + "h" * 1_000_000, {"extra": "x" * 5_000_000}
+        return reply, {}
 
     def do_GET(self):
-        self._answer(200, {"status": "ok"})
+        self._answer(200, {"status": "ok", "calls": self.behaviour.calls})
 
     def do_POST(self):
         b = self.behaviour
@@ -51,24 +76,44 @@ class Handler(BaseHTTPRequestHandler):
             data = json.loads(raw)
         except ValueError:
             return self._answer(400, {"error": "body is not JSON"})
+        with _calls_lock:
+            b.calls += 1
         time.sleep(b.latency + random.uniform(0, b.jitter))
         if random.random() < b.error_rate:
             return self._answer(500, {"error": "reference service failure"})
         if random.random() < b.malformed_rate:
             return self._answer(200, b'{"unexpected": ')
         if self.path.rstrip("/").endswith("/chat/completions"):
-            messages = data.get("messages") or []
-            users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-            if not users:
-                return self._answer(400, {"error": "no user message"})
-            history = [m for m in messages[:-1] if m.get("role") != "system"]
-            content = reply_text(users[-1].get("content", ""), history)
-            return self._answer(200, {"id": "ref", "object": "chat.completion", "model": data.get("model"),
-                                      "choices": [{"index": 0, "finish_reason": "stop",
-                                                   "message": {"role": "assistant", "content": content}}]})
+            return self._openai(data)
         if not isinstance(data.get("message"), str):
             return self._answer(400, {"error": "message is required"})
-        return self._answer(200, {"reply": reply_text(data["message"], data.get("history") or [])})
+        text = data["message"]
+        if b.escalate_word and b.escalate_word in text:
+            return self._answer(200, {"escalate": True, "reason": f"the patient wrote {b.escalate_word!r}"})
+        reply, extra = self._misbehaving(text, reply_text(text, data.get("history") or []))
+        return self._answer(200, {"reply": reply, **extra}, trickle="#trickle" in text)
+
+    def _openai(self, data: dict) -> None:
+        b = self.behaviour
+        messages = data.get("messages") or []
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if not users:
+            return self._answer(400, {"error": "no user message"})
+        text = users[-1].get("content", "")
+        tools = {t.get("function", {}).get("name") for t in data.get("tools") or [] if isinstance(t, dict)}
+        if b.escalate_word and b.escalate_word in text and "escalate_to_doctor" in tools:
+            arguments = json.dumps({"reason": f"the patient wrote {b.escalate_word!r}"})
+            message = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_ref", "type": "function",
+                 "function": {"name": "escalate_to_doctor", "arguments": arguments}}]}
+            finish = "tool_calls"
+        else:
+            history = [m for m in messages[:-1] if m.get("role") != "system"]
+            reply, extra = self._misbehaving(text, reply_text(text, history))
+            message, finish = {"role": "assistant", "content": reply, **extra}, "stop"
+        return self._answer(200, {"id": "ref", "object": "chat.completion", "model": data.get("model"),
+                                  "choices": [{"index": 0, "finish_reason": finish, "message": message}]},
+                            trickle="#trickle" in text)
 
 
 def serve(host: str, port: int, behaviour: Behaviour) -> ThreadingHTTPServer:

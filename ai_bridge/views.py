@@ -1,19 +1,24 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ai_bridge.models import AIInteractionRecord
+from ai_bridge.review import ai_draft_approve, ai_draft_reject
 from ai_bridge.serializers import (
+    ApproveSerializer,
     ProbeResultSerializer,
     ProbeSerializer,
     RecordDetailSerializer,
     RecordFilter,
     RecordSerializer,
+    RejectSerializer,
 )
 from ai_bridge.services import ai_service_probe
 from groups.permissions import group_by_public_id, require_doctor
 from imserver import ids
+from imserver.audit import audit
+from chat.serializers import MessageSerializer, message_data
 from imserver.errors import AIServiceUnavailable, NotFound
 from imserver.pagination import paginator_for
 from imserver.schema import BODY_ERRORS, ERRORS
@@ -30,7 +35,14 @@ class AIInteractionViewSet(viewsets.GenericViewSet):
 
     def _records(self):
         return (AIInteractionRecord.objects.visible_to(self.request.user)
-                .select_related("group", "user_message", "ai_message").distinct())
+                .select_related("group", "user_message", "ai_message", "answered_by", "reviewed_by").distinct())
+
+    def _record(self, record_id: str) -> AIInteractionRecord:
+        record = (AIInteractionRecord.objects.select_related("group", "user_message", "ai_message", "answered_by",
+                                                             "reviewed_by").filter(record_id=record_id).first())
+        if record is None:
+            raise NotFound(f"No AI interaction record {record_id!r}.")
+        return record
 
     @extend_schema(parameters=[OpenApiParameter("group_id", str), OpenApiParameter("status", str)],
                    responses={200: RecordSerializer(many=True), **ERRORS})
@@ -51,13 +63,33 @@ class AIInteractionViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={200: RecordDetailSerializer, **ERRORS})
     def retrieve(self, request, record_id=None):
         """One record; staff also see the request and response bodies."""
-        record = (AIInteractionRecord.objects.select_related("group", "user_message", "ai_message")
-                  .filter(record_id=record_id).first())
-        if record is None:
-            raise NotFound(f"No AI interaction record {record_id!r}.")
+        record = self._record(record_id)
         require_doctor(request.user, record.group)
-        serializer = RecordDetailSerializer if request.user.is_staff else RecordSerializer
-        return Response(serializer(record).data)
+        if not request.user.is_staff:
+            return Response(RecordSerializer(record).data)
+        audit(action="ai_record.read", target=record.record_id, details={"group_id": record.group.group_id})
+        return Response(RecordDetailSerializer(record).data)
+
+
+    @extend_schema(request=ApproveSerializer, responses={201: MessageSerializer, **BODY_ERRORS})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, record_id=None):
+        """Post the draft, or the doctor's edit of it, as the AI's reply (in-group DOCTORs; 409 unless awaiting)."""
+        body = ApproveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        reply = ai_draft_approve(record=self._record(record_id), doctor=request.user,
+                                 content=body.validated_data.get("content"))
+        return Response(message_data(reply), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=RejectSerializer, responses={200: RecordSerializer, **BODY_ERRORS})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, record_id=None):
+        """Reject the draft: nothing is posted (in-group DOCTORs; 409 unless awaiting review)."""
+        body = RejectSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        record = ai_draft_reject(record=self._record(record_id), doctor=request.user,
+                                 reason=body.validated_data["reason"])
+        return Response(RecordSerializer(self._record(record.record_id)).data)
 
 
 @extend_schema(tags=["ai"])

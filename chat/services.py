@@ -100,12 +100,14 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
         send_rate_check(sender)
     try:
         with transaction.atomic():
-            seq = _next_seq(group, sender, client_msg_id)
+            seq = _next_seq(group, sender, client_msg_id, lift_pause=member_role == Role.DOCTOR)
             message = Message.objects.create(
                 group=group, seq=seq, sender=sender, from_role=member_role, msg_type=msg_type,
                 content=content, client_msg_id=client_msg_id, reply_to=reply_to,
             )
             group.last_seq = seq
+            if member_role == Role.DOCTOR:
+                group.ai_paused = False
             transaction.on_commit(lambda: _stored(message, via))
     except _Repeat as repeat:
         return _bind(repeat.message, group, sender), False
@@ -126,12 +128,14 @@ def _stored(message: Message, via: str) -> None:
     realtime.message_push(message)
 
 
-def _next_seq(group: ChatGroup, sender: User, client_msg_id: str | None) -> int:
+def _next_seq(group: ChatGroup, sender: User, client_msg_id: str | None, *, lift_pause: bool = False) -> int:
     """Bump and return the group's last_seq; the row lock orders concurrent senders.
 
     With a client_msg_id the same statement checks that the sender has not stored it yet, so that a repeat
-    bumps nothing and costs no extra round trip on a first send; a repeat raises _Repeat."""
-    sql = f"UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1 WHERE id = %s"
+    bumps nothing and costs no extra round trip on a first send; a repeat raises _Repeat. An in-group DOCTOR's
+    message lifts the group's AI pause (an escalation waits for a doctor to write) in the same statement."""
+    pause = ", ai_paused = FALSE" if lift_pause else ""
+    sql = f"UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1{pause} WHERE id = %s"
     params = [group.pk]
     if client_msg_id is not None:
         sql += (f" AND NOT EXISTS (SELECT 1 FROM {Message._meta.db_table}"
