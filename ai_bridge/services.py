@@ -94,7 +94,8 @@ def ai_record_start(*, record: AIInteractionRecord) -> dict | float | None:
             return None  # answered for by a later message of its burst, or started by another delivery
         if any(w.pk > record.pk and w.created_at - record.created_at <= window for w in waiting):
             return None  # a later message of the same burst answers for this one
-        older = [w.pk for w in waiting if w.pk < record.pk]
+        # No window (AI_COALESCE_SECONDS 0) is no coalescing: each record answers for itself alone.
+        older = [w.pk for w in waiting if w.pk < record.pk] if window else []
         if older:
             AIInteractionRecord.objects.filter(pk__in=older).update(
                 status=Status.COALESCED, answered_by=record, updated_at=timezone.now())

@@ -9,6 +9,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from ai_bridge.models import TriageRule
+from ai_bridge.triage_defaults import DEFAULT_RULES
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,22 @@ def red_flag(text: str) -> RedFlag | None:
     return None
 
 
-@receiver([post_save, post_delete], sender=TriageRule, dispatch_uid="ai_bridge.triage_rules_changed")
-def _forget(**kwargs):
+def triage_defaults_install() -> int:
+    """Add the shipped red flags that are missing (by pattern); returns how many were added."""
+    present = set(TriageRule.objects.values_list("pattern", flat=True))
+    missing = [TriageRule(pattern=pattern, is_regex=is_regex, language=language, reason=reason)
+               for pattern, is_regex, language, reason in DEFAULT_RULES if pattern not in present]
+    TriageRule.objects.bulk_create(missing)
+    triage_rules_forget()
+    return len(missing)
+
+
+def triage_rules_forget() -> None:
+    """Read the rules again on the next message (an admin edit here; the other processes after the cache time)."""
     global _compiled
     _compiled = (0.0, [])
+
+
+@receiver([post_save, post_delete], sender=TriageRule, dispatch_uid="ai_bridge.triage_rules_changed")
+def _forget(**kwargs):
+    triage_rules_forget()

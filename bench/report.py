@@ -166,9 +166,16 @@ def analyse(*, scenario, params, fixture, samples_dir, truth, resources, probes,
             "patient_messages": patient_messages, "replies_received": len(samples["ai"]),
             "replies_stored": truth["ai_replies"], "answered_twice": truth["ai_messages_answered_twice"],
             "unanswered_when_stopped": samples["unanswered_ai"], "records": truth["ai_records"],
-            "ai_latency_s": params["ai_latency"],
+            "ai_latency_s": params["ai_latency"], "burst": params.get("burst", 1),
+            "coalesce_seconds": params.get("coalesce_seconds", 0.0),
+            "ai_calls": truth.get("ai_calls", 0),
+            "calls_per_patient_message": round(truth.get("ai_calls", 0) / patient_messages, 3) if patient_messages
+            else None,
         }
-        answered_once = truth["ai_replies"] == patient_messages and truth["ai_messages_answered_twice"] == 0
+        # Every patient message is answered once: by its own reply, or by the reply to a later one of its burst.
+        settled = truth["ai_records"].get("SUCCESS", 0) + truth["ai_records"].get("COALESCED", 0)
+        answered_once = settled == patient_messages and truth["ai_replies"] == truth["ai_records"].get("SUCCESS", 0) \
+            and truth["ai_messages_answered_twice"] == 0
         problems = problems or not answered_once
         result["met"] = answered_once and (result["ai"]["overhead_ms"]["p95"] or 1e9) < 100
     else:
@@ -213,7 +220,8 @@ def headline(result: dict) -> str:
     if s == "ai":
         a = result["ai"]
         lines.append(f"   AI overhead p50 {a['overhead_ms']['p50']} ms p95 {a['overhead_ms']['p95']} ms; "
-                     f"{a['replies_stored']} replies to {a['patient_messages']} patient messages")
+                     f"{a['replies_stored']} replies to {a['patient_messages']} patient messages; "
+                     f"{a.get('calls_per_patient_message')} AI calls per patient message (bursts of {a.get('burst', 1)})")
     lines.append(f"   lost {i['lost']}, duplicated {i['duplicated']}, out of order {i['out_of_order']}, "
                  f"errors {result['errors'] or 0}")
     return "\n".join(lines)
@@ -273,9 +281,11 @@ def markdown(result: dict, images: list[str]) -> str:
         out.append("")
     if s == "ai":
         a = result["ai"]
-        out += [f"AI: {a['patient_messages']} patient messages, {a['replies_stored']} replies stored, "
-                f"{a['answered_twice']} answered twice, records {a['records']}; the AI service answers in "
-                f"{a['ai_latency_s']} s.", ""]
+        out += [f"AI: {a['patient_messages']} patient messages in bursts of {a.get('burst', 1)}, "
+                f"{a.get('ai_calls')} AI calls ({a.get('calls_per_patient_message')} per patient message), "
+                f"{a['replies_stored']} replies stored, {a['answered_twice']} answered twice, records {a['records']}; "
+                f"the AI service answers in {a['ai_latency_s']} s, bursts coalesce within "
+                f"{a.get('coalesce_seconds', 0)} s (not counted in the overhead).", ""]
     out += [f"Integrity: {i['expected_deliveries']} deliveries expected on {i['connections']} connections, "
             f"{i['received']} received; lost {i['lost']}, duplicated {i['duplicated']}, out of order "
             f"{i['out_of_order']}; {i['acknowledged_sends']} sends acknowledged, {i['stored_bench_messages']} stored, "

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,7 +31,10 @@ SCENARIOS = {
     "peak": {"users": 100, "rates": [100, 150, 200, 250, 300, 400, 500, 600, 800, 1000],
              "step_seconds": 15, "drain_seconds": 3, "p99_limit_ms": 100},
     "connections": {"users": 5000, "steps": [1000, 2000, 3000, 4000, 5000], "spawn_rate": 100, "settle_seconds": 3},
-    "ai": {"patients": 100, "send_interval": 5.0, "send_seconds": 60, "drain_seconds": 8, "ai_latency": 1.0},
+    # burst: messages a patient sends burst_gap seconds apart before waiting for the answer; coalesce_seconds is the
+    # deployment's AI_COALESCE_SECONDS (0: every message answered alone, as before coalescing existed).
+    "ai": {"patients": 100, "send_interval": 5.0, "send_seconds": 60, "drain_seconds": 8, "ai_latency": 1.0,
+           "burst": 1, "burst_gap": 0.2, "coalesce_seconds": 0.0},
 }
 
 
@@ -44,6 +46,9 @@ def main(argv=None):
     parser.add_argument("--rates", help="peak: the target messages/s of the steps, comma-separated")
     parser.add_argument("--step-seconds", type=float, help="peak: seconds each rate is held")
     parser.add_argument("--ws-share", type=float, help="share of sends made over the WebSocket (default 0.5)")
+    parser.add_argument("--burst", type=int, help="ai: messages per patient burst (default 1); with more than one, "
+                                                  "the deployment coalesces bursts (--coalesce, default 1 s)")
+    parser.add_argument("--coalesce", type=float, help="ai: the deployment's AI_COALESCE_SECONDS")
     # 3 daphne processes measured best on 2 cores at 200 messages/s (p99 204 ms against 440 ms with 2).
     parser.add_argument("--servers", type=int, default=int(os.environ.get("BENCH_SERVERS", 3)))
     # 2 workers of 32 threads measured better than 1 of 64 for `ai` (overhead p95 92 ms against 103 ms).
@@ -81,6 +86,11 @@ def main(argv=None):
                 params["rates"] = [int(r) for r in args.rates.split(",")]
             if scenario == "peak" and args.step_seconds:
                 params["step_seconds"] = args.step_seconds
+            if scenario == "ai" and args.burst:
+                params["burst"] = args.burst
+                params["coalesce_seconds"] = 1.0 if args.burst > 1 else 0.0
+            if scenario == "ai" and args.coalesce is not None:
+                params["coalesce_seconds"] = args.coalesce
             result = Bench(scenario, params, args, out_dir, command, shared).run()
             if not result["integrity"]["ok"]:
                 failures.append(scenario)
@@ -157,7 +167,8 @@ class Bench:
         self.shared = shared
         self.work = shared.work / scenario
         self.work.mkdir(parents=True, exist_ok=True)
-        self.settings = dict(shared.settings, AI_HTTP_MAX_CONNECTIONS=str(args.worker_threads))
+        self.settings = dict(shared.settings, AI_HTTP_MAX_CONNECTIONS=str(args.worker_threads),
+                             AI_COALESCE_SECONDS=str(params.get("coalesce_seconds", 0.0)))
 
     def log(self, text: str):
         print(f"[bench {self.scenario}] {text}", flush=True)
@@ -284,7 +295,7 @@ class Bench:
     def _truth(self, fixture: dict) -> dict:
         """What the database holds at the end: each group's last seq, and the sent messages and AI records."""
         from django.db import connection
-        from django.db.models import Count
+        from django.db.models import Count, Sum
 
         from ai_bridge.models import AIInteractionRecord
         from chat.models import Message
@@ -297,8 +308,8 @@ class Bench:
         last_seq = dict(ChatGroup.objects.filter(group_id__in=group_ids).values_list("group_id", "last_seq"))
         bench_messages = Message.objects.filter(group__group_id__in=group_ids, client_msg_id__startswith="b")
         repeated = (bench_messages.values("group_id", "content").annotate(n=Count("id")).filter(n__gt=1).count())
-        records = dict(AIInteractionRecord.objects.filter(group__group_id__in=group_ids)
-                       .values_list("status").annotate(n=Count("id")))
+        group_records = AIInteractionRecord.objects.filter(group__group_id__in=group_ids)
+        records = dict(group_records.values_list("status").annotate(n=Count("id")))
         replies_per_message = (Message.objects.filter(group__group_id__in=group_ids, msg_type="AI_REPLY")
                                .values("reply_to").annotate(n=Count("id")))
         return {
@@ -306,6 +317,7 @@ class Bench:
             "stored_bench_messages": bench_messages.count(),
             "stored_twice": repeated,
             "ai_records": records,
+            "ai_calls": group_records.aggregate(n=Sum("attempts"))["n"] or 0,
             "ai_replies": sum(r["n"] for r in replies_per_message),
             "ai_messages_answered_twice": sum(1 for r in replies_per_message if r["n"] > 1),
             "patient_messages": bench_messages.filter(from_role="PATIENT").count(),

@@ -20,3 +20,19 @@ def ai_service(settings):
     yield behaviour
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _triage_rules_read_afresh():
+    """Each test reads the triage rules its database holds (a flush between tests sends no signal)."""
+    from ai_bridge.triage import triage_rules_forget
+
+    triage_rules_forget()
+
+
+@pytest.fixture
+def red_flags(db):
+    """The shipped red flags, as the migration installs them (transactional tests flush them away)."""
+    from ai_bridge.triage import triage_defaults_install
+
+    triage_defaults_install()

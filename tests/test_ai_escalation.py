@@ -16,7 +16,7 @@ from groups.models import ChatGroup
 from tests.test_ai_routing import wait_for
 from tests.ws_support import connected, db, fresh_channel_layer, nothing, receive, run  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("red_flags")]
 SECRET = "webhook-test-secret"
 
 

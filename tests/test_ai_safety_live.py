@@ -141,7 +141,8 @@ def test_a_burst_across_two_servers_costs_one_call_and_gets_one_reply(system, te
 
 
 @pytest.mark.parametrize("text", ["I have crushing chest pain", "我突然胸痛，喘不过气"])
-def test_a_red_flag_reaches_the_doctors_and_the_pager_never_the_ai(system, team, doctor, patient, pager, text):
+def test_a_red_flag_reaches_the_doctors_and_the_pager_never_the_ai(system, team, doctor, patient, pager, text,
+                                                                   red_flags):
     a, b = system
     calls_before = a.ai_calls()
 

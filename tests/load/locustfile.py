@@ -123,7 +123,8 @@ class CareTeamMember(User):
                                     connection_timeout=10, network_timeout=30)
         self.headers = {"Authorization": f"Bearer {self.token}"}
         self.acks: dict[str, AsyncResult] = {}
-        self.awaiting_ai: dict[str, float] = {}
+        self.awaiting_ai: dict[str, tuple[str, float]] = {}  # message_id -> (group_id, sent at), answers awaited
+        self.seqs: dict[str, int] = {}  # message_id -> seq of the patients' messages seen (ai scenario)
         self.ai_replied = Event()
         self.groups: dict[str, GroupSeqs] = {}
         self.recorded = False
@@ -195,13 +196,10 @@ class CareTeamMember(User):
             group.see(frame["seq"])
         content = frame["content"]
         if frame["type"] == "ai_reply":
-            sent_at = self.awaiting_ai.pop(frame.get("reply_to"), None)
-            if sent_at is not None:
-                overhead = (now - sent_at - PARAMS.get("ai_latency", 0.0)) * 1000
-                SAMPLES.ai.append([now, overhead])
-                self._fire_ms("AI", "reply overhead", overhead)
-                self.ai_replied.set()
+            self._answered(frame, now)
             return
+        if SCENARIO == "ai":
+            self.seqs[frame["message_id"]] = frame["seq"]
         if frame["from_user_id"] == self.user_id:
             return
         if content.startswith("bench "):
@@ -211,6 +209,21 @@ class CareTeamMember(User):
         elif content.startswith("probe "):
             _, probe, sent_at = content.split(" ")
             SAMPLES.probes.append([int(probe), now, (now - float(sent_at)) * 1000])
+
+    def _answered(self, frame: dict, now: float):
+        """An AI reply answers the message it names and, coalesced into it, every earlier one of its group."""
+        answered_seq = self.seqs.get(frame.get("reply_to"))
+        done = [mid for mid, (group_id, _) in self.awaiting_ai.items()
+                if mid == frame.get("reply_to") or (group_id == frame["group_id"] and answered_seq is not None
+                                                    and self.seqs.get(mid, answered_seq + 1) <= answered_seq)]
+        for mid in done:
+            _, sent_at = self.awaiting_ai.pop(mid)
+            # What the IM adds: the AI's own latency and the deliberate coalescing window are not its overhead.
+            overhead = (now - sent_at - PARAMS.get("ai_latency", 0.0) - PARAMS.get("coalesce_seconds", 0.0)) * 1000
+            SAMPLES.ai.append([now, overhead])
+            self._fire_ms("AI", "reply overhead", overhead)
+        if done and not self.awaiting_ai:
+            self.ai_replied.set()
 
     # --- sending ---------------------------------------------------------------------------------
 
@@ -261,12 +274,17 @@ class CareTeamMember(User):
             if time.time() >= end:
                 return
             self.ai_replied.clear()
-            message = self._send_one()
+            burst = PARAMS.get("burst", 1)
+            message = None
+            for i in range(burst):  # a burst: only its last message is answered, the others coalesce into it
+                message = self._send_one(awaits_ai=i == burst - 1) or message
+                if i < burst - 1:
+                    gevent.sleep(PARAMS.get("burst_gap", 0.2))
             if message is not None:
                 self.ai_replied.wait(timeout=PARAMS.get("ai_wait", 30))
             next_at += PARAMS["send_interval"]
 
-    def _send_one(self) -> dict | None:
+    def _send_one(self, awaits_ai: bool = True) -> dict | None:
         n = next(self.counter)
         client_msg_id = f"b{self.slot}-{n}"
         started = time.time()
@@ -293,7 +311,9 @@ class CareTeamMember(User):
                     answer.failure(error)
         answered = time.time()
         if message is not None and SCENARIO == "ai":
-            self.awaiting_ai[message["message_id"]] = started
+            self.seqs[message["message_id"]] = message["seq"]
+            if awaits_ai:
+                self.awaiting_ai[message["message_id"]] = (message["group_id"], started)
         SAMPLES.sends.append([started, (answered - started) * 1000, "ws" if over_ws else "http", error is None])
         if error is not None:
             SAMPLES.error("send_ws" if over_ws else "send_http")
