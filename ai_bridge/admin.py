@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 
 from ai_bridge.models import AIInteractionRecord, EscalationDelivery, Status, TriageRule
 from ai_bridge.services import ai_record_retry
+from ai_bridge.triage import triage_rule_delete, triage_rule_save
 
 
 @admin.register(AIInteractionRecord)
@@ -62,6 +63,16 @@ class TriageRuleAdmin(admin.ModelAdmin):
     list_display = ["reason", "pattern", "is_regex", "language", "active", "updated_at"]
     list_filter = ["language", "active"]
     search_fields = ["reason", "pattern"]
+
+    def save_model(self, request, obj, form, change):
+        triage_rule_save(rule=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        triage_rule_delete(rule=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            triage_rule_delete(rule=rule, actor=request.user)
 
 
 @admin.register(EscalationDelivery)

@@ -17,6 +17,7 @@ from chat import realtime
 from chat.models import MsgType
 from chat.services import message_send
 from groups.models import ChatGroup
+from imserver.audit import audit
 from imserver.observability import AI_OUTCOMES
 from users.models import Role
 
@@ -39,6 +40,8 @@ def ai_escalate(*, record: AIInteractionRecord, reason: str, language: str = "en
         if not AIInteractionRecord.objects.filter(pk=record.pk, status__in=ESCALATABLE).update(**fields):
             return False
         ChatGroup.objects.filter(pk=record.group_id).update(ai_paused=True)
+        audit(action="ai_record.escalate", target=record.record_id,
+              details={"group_id": record.group.group_id, "reason": storable_text(reason, 200)})
         notices = settings.AI_ESCALATION_NOTICES
         message_send(sender=ai_assistant_ensure(group=record.group), group=record.group,
                      content=notices.get(language) or notices["en"], msg_type=MsgType.SYSTEM,

@@ -13,6 +13,7 @@ from ai_bridge.storable import storable_json, storable_text
 from chat import realtime
 from chat.models import Message
 from groups import permissions
+from imserver.audit import audit
 from imserver.errors import Conflict, PermissionDeniedError
 from imserver.observability import AI_OUTCOMES
 from users.models import Role, User
@@ -45,6 +46,8 @@ def ai_draft_approve(*, record: AIInteractionRecord, doctor: User, content: str 
     """Post the draft (or the doctor's edit of it) as the group's assistant; the record SUCCESS, reviewed_by set."""
     locked = _awaiting(record, doctor)
     reply = reply_post(record=locked, content=locked.draft if content is None else content, reviewed_by=doctor)
+    audit(action="ai_draft.approve", target=locked.record_id, actor=doctor,
+          details={"group_id": locked.group.group_id, "edited": content is not None, "message_id": reply.message_id})
     AI_OUTCOMES.labels("approved" if content is None else "approved_edited").inc()
     return reply
 
@@ -57,6 +60,7 @@ def ai_draft_reject(*, record: AIInteractionRecord, doctor: User, reason: str = 
     locked.error_message = storable_text(reason or "rejected by a doctor")
     locked.reviewed_by, locked.reviewed_at = doctor, timezone.now()
     locked.save(update_fields=["status", "error_message", "reviewed_by", "reviewed_at", "updated_at"])
+    audit(action="ai_draft.reject", target=locked.record_id, actor=doctor, details={"group_id": locked.group.group_id})
     AI_OUTCOMES.labels("rejected").inc()
     return locked
 

@@ -5,11 +5,13 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from ai_bridge.models import TriageRule
 from ai_bridge.triage_defaults import DEFAULT_RULES
+from imserver.audit import audit
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,29 @@ def red_flag(text: str) -> RedFlag | None:
         if pattern.search(text):
             return flag
     return None
+
+
+def _rule_details(rule: TriageRule) -> dict:
+    return {"pattern": rule.pattern, "is_regex": rule.is_regex, "language": rule.language, "reason": rule.reason,
+            "active": rule.active}
+
+
+@transaction.atomic
+def triage_rule_save(*, rule: TriageRule, actor=None) -> TriageRule:
+    """Create or change a red flag (the admin's form); audited."""
+    created = rule.pk is None
+    rule.save()
+    audit(action="triage_rule.create" if created else "triage_rule.update", target=f"triage_rule:{rule.pk}",
+          details=_rule_details(rule), actor=actor)
+    return rule
+
+
+@transaction.atomic
+def triage_rule_delete(*, rule: TriageRule, actor=None) -> None:
+    """Remove a red flag; audited."""
+    target, details = f"triage_rule:{rule.pk}", _rule_details(rule)
+    rule.delete()
+    audit(action="triage_rule.delete", target=target, details=details, actor=actor)
 
 
 def triage_defaults_install() -> int:
