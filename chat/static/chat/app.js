@@ -472,8 +472,16 @@ function handle(frame) {
         if (frame.group_id === state.current) $("ai-thinking").hidden = false;
       } else {
         if (frame.group_id === state.current) $("ai-thinking").hidden = true;
-        notice(frame.group_id, "The AI assistant could not answer this time.", "failed");
+        // suppressed: a doctor took over (or switched the AI off) while it was answering; it stays silent.
+        if (frame.status === "failed") notice(frame.group_id, "The AI assistant could not answer this time.", "failed");
       }
+      break;
+    case "escalation": // doctors only: a red flag, or the AI asked for a human; the AI is paused until one writes
+      notice(frame.group_id, `Escalation: ${frame.reason}. The AI assistant is paused until a doctor writes here.`,
+        "failed");
+      break;
+    case "ai_draft": // doctors only, review mode: the API approves or rejects it
+      notice(frame.group_id, `AI draft awaiting a doctor's review: ${frame.content}`);
       break;
     case "typing":
       showTyping(frame);
