@@ -24,6 +24,14 @@ _ESCALATE_TOOL_SPEC = {
 }
 
 
+class StreamStopped(Exception):
+    """Raised by an `on_delta` callback to stop a stream whose answer must not reach the group any more."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class AIError(Exception):
     """A failed call; `retriable` says whether another attempt may succeed."""
 
@@ -67,7 +75,10 @@ def request_body(*, message: str, history: list[dict], group_id: str, user_id: s
     if settings.AI_SERVICE_PROTOCOL == "openai":
         messages = [{"role": "system", "content": settings.AI_SYSTEM_PROMPT}, *history,
                     {"role": "user", "content": message}]
-        return {"model": settings.AI_MODEL, "messages": messages, "tools": [_ESCALATE_TOOL_SPEC]}
+        body = {"model": settings.AI_MODEL, "messages": messages, "tools": [_ESCALATE_TOOL_SPEC]}
+        if settings.AI_SERVICE_STREAM:
+            body["stream"] = True
+        return body
     return {"message": message, "history": history, "group_id": group_id, "user_id": user_id,
             "message_id": message_id}
 
@@ -95,12 +106,15 @@ def _answer_from(data) -> tuple[str, bool, str]:
     return reply, False, ""
 
 
-def ai_call(body: dict) -> AIAnswer:
-    """POST the body to the AI service; raise AIError (retriable or not) on any failure."""
+def ai_call(body: dict, on_delta=None) -> AIAnswer:
+    """POST the body to the AI service; raise AIError (retriable or not) on any failure.
+
+    A streamed answer calls `on_delta(text)` for each piece as it arrives (it may raise to stop the stream);
+    the answer returned is the whole of it either way."""
     started = time.perf_counter()
     outcome = "success"
     try:
-        return _call(body)
+        return _call(body, on_delta)
     except AIError as exc:
         outcome = exc.outcome
         raise
@@ -115,46 +129,152 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _read_within(response: httpx.Response, deadline: float) -> bytes:
-    """The body, read before the attempt's deadline and within AI_MAX_RESPONSE_BYTES.
+class _Deadline:
+    """Closes the response at the attempt's deadline, which ends a read that is waiting: httpx's timeouts bound
+    each read, not the whole body, and a service sending a byte a second would hold the attempt for ever."""
 
-    httpx's timeouts bound each read, not the whole body: a service sending a byte a second would hold the
-    attempt for ever. A timer closes the response at the deadline, which ends a read that is waiting."""
-    timer = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
-    timer.start()
-    chunks, size = [], 0
+    def __init__(self, response: httpx.Response, deadline: float):
+        self.deadline = deadline
+        self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def check(self):
+        if self.passed():
+            raise AIError(f"timed out after {settings.AI_SERVICE_TIMEOUT:g} s", retriable=True, outcome="timeout")
+
+
+def _chunks(response: httpx.Response, deadline: _Deadline):
+    """The body's bytes as they come, within AI_MAX_RESPONSE_BYTES and the deadline."""
+    size = 0
     try:
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > settings.AI_MAX_RESPONSE_BYTES:
                 raise AIError(f"answer larger than {settings.AI_MAX_RESPONSE_BYTES} bytes", retriable=False,
                               status_code=response.status_code, outcome="too_large")
-            if time.monotonic() > deadline:
-                break
-            chunks.append(chunk)
-    except httpx.HTTPError:
-        if time.monotonic() <= deadline:
-            raise
-    finally:
-        timer.cancel()
-    if time.monotonic() > deadline:
-        raise AIError(f"timed out after {settings.AI_SERVICE_TIMEOUT:g} s", retriable=True, outcome="timeout")
-    return b"".join(chunks)
+            deadline.check()
+            yield chunk
+    except (httpx.HTTPError, httpx.StreamError):
+        deadline.check()  # closed at the deadline: a timeout, not a broken connection
+        raise
+    deadline.check()
 
 
-def _call(body: dict) -> AIAnswer:
+def _events(response: httpx.Response, deadline: _Deadline):
+    """Server-sent events' `data:` payloads, whole even when split across network reads."""
+    buffer = b""
+    for chunk in _chunks(response, deadline):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if line.startswith(b"data:"):
+                yield line[5:].strip().decode("utf-8", errors="replace")
+    if buffer.startswith(b"data:"):
+        yield buffer[5:].strip().decode("utf-8", errors="replace")
+
+
+class _Stream:
+    """What a streamed answer adds up to: the text, and an escalation asked for on the way."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.done = False
+        self.escalate_reason: str | None = None
+        self.tool_calls: dict[int, dict] = {}  # openai: index -> {"name", "arguments"} as the deltas build them
+
+    def feed(self, data: str, on_delta) -> None:
+        if data == "[DONE]":
+            self.done = True
+            return
+        event = json.loads(data)
+        if settings.AI_SERVICE_PROTOCOL == "openai":
+            choice = event["choices"][0]
+            delta = choice.get("delta") or {}
+            for call in delta.get("tool_calls") or []:
+                built = self.tool_calls.setdefault(call.get("index", 0), {"name": "", "arguments": ""})
+                function = call.get("function") or {}
+                built["name"] += function.get("name") or ""
+                built["arguments"] += function.get("arguments") or ""
+            text = delta.get("content")
+        else:
+            if event.get("escalate") is True:
+                self.escalate_reason = str(event.get("reason") or "the AI asked for a doctor")
+            if event.get("done") is True:
+                self.done = True
+            text = event.get("delta")
+        if isinstance(text, str) and text:
+            self.parts.append(text)
+            if on_delta is not None:
+                on_delta(text)
+
+    def answer(self) -> tuple[str, bool, str]:
+        for call in self.tool_calls.values():
+            if call["name"] == ESCALATE_TOOL:
+                try:
+                    arguments = json.loads(call["arguments"] or "{}")
+                except ValueError:
+                    arguments = {}
+                reason = arguments.get("reason") if isinstance(arguments, dict) else None
+                return "".join(self.parts), True, str(reason or "the AI asked for a doctor")
+        if self.escalate_reason is not None:
+            return "".join(self.parts), True, self.escalate_reason
+        reply = "".join(self.parts)
+        if not reply.strip():
+            raise ValueError("empty reply")
+        return reply, False, ""
+
+
+def _call(body: dict, on_delta=None) -> AIAnswer:
     headers = {"Authorization": f"Bearer {settings.AI_SERVICE_API_KEY}"} if settings.AI_SERVICE_API_KEY else {}
+    if settings.AI_SERVICE_STREAM:
+        headers["Accept"] = "text/event-stream, application/json"
     started = time.perf_counter()
     deadline = time.monotonic() + settings.AI_SERVICE_TIMEOUT  # for the whole attempt, body included
+    stream = None
     try:
         with http_client().stream("POST", endpoint(), json=body, headers=headers,
-                                  timeout=settings.AI_SERVICE_TIMEOUT) as response:
-            raw = _read_within(response, deadline)
+                                  timeout=settings.AI_SERVICE_TIMEOUT) as response, _Deadline(response, deadline) as d:
+            if response.status_code < 400 and response.headers.get("content-type", "").startswith("text/event-stream"):
+                stream = _Stream()
+                try:
+                    for data in _events(response, d):
+                        stream.feed(data, on_delta)
+                        if stream.done:
+                            break
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                    raise AIError("malformed stream from the AI service", retriable=False,
+                                  status_code=response.status_code, outcome="malformed") from exc
+                raw = b""
+            else:
+                raw = b"".join(_chunks(response, d))
     except httpx.TimeoutException as exc:
         raise AIError(f"timed out after {settings.AI_SERVICE_TIMEOUT:g} s", retriable=True, outcome="timeout") from exc
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        if stream is not None:  # the service hung up mid-stream: the next attempt starts from the beginning
+            raise AIError("the stream was cut short", retriable=True, outcome="cut_short") from exc
         raise AIError(f"connection failed: {exc.__class__.__name__}", retriable=True, outcome="connection") from exc
     duration_ms = int((time.perf_counter() - started) * 1000)
+    if stream is not None:
+        if not stream.done:
+            raise AIError("the stream was cut short", retriable=True, status_code=response.status_code,
+                          outcome="cut_short")
+        try:
+            reply, escalate, reason = stream.answer()
+        except ValueError as exc:
+            raise AIError("malformed answer from the AI service", retriable=False,
+                          status_code=response.status_code, outcome="malformed") from exc
+        return AIAnswer(reply=reply, status_code=response.status_code, duration_ms=duration_ms, request_body=body,
+                        response_body={"streamed": True, "reply": reply}, escalate=escalate, escalate_reason=reason)
     text = raw[: settings.AI_RECORD_TEXT_MAX].decode("utf-8", errors="replace")
     if response.status_code == 429 or response.status_code >= 500:
         raise AIError(f"service answered {response.status_code}", retriable=True, status_code=response.status_code,
@@ -165,7 +285,7 @@ def _call(body: dict) -> AIAnswer:
     try:
         data = json.loads(raw)
         reply, escalate, reason = _answer_from(data)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
         raise AIError("malformed answer from the AI service", retriable=False,
                       status_code=response.status_code, body=text, outcome="malformed") from exc
     return AIAnswer(reply=reply, status_code=response.status_code, duration_ms=duration_ms, request_body=body,

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ai_bridge import client
 from ai_bridge.models import AIInteractionRecord, DeliveryStatus, EscalationDelivery, Status
-from ai_bridge.posting import ai_assistant_ensure
+from ai_bridge.posting import ai_assistant_ensure, status_push
 from ai_bridge.storable import storable_json, storable_text
 from chat import realtime
 from chat.models import MsgType
@@ -52,6 +52,8 @@ def ai_escalate(*, record: AIInteractionRecord, reason: str, language: str = "en
         frame = {"type": "escalation", "group_id": record.group.group_id, "record_id": record.record_id,
                  "user_message_id": record.user_message.message_id, "reason": storable_text(reason)}
         transaction.on_commit(lambda: realtime.role_event(group=record.group, role=Role.DOCTOR, frame=frame))
+        if answer is not None:  # whatever of the answer was streamed is not the answer: clients drop it
+            status_push(record, "suppressed")
         if delivery is not None:
             transaction.on_commit(lambda: escalation_dispatch(delivery_id=delivery.pk))
     AI_OUTCOMES.labels("escalated").inc()

@@ -1,6 +1,8 @@
 """What reaches the group from the AI bridge, and the checks before it does."""
+import time
+
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ai_bridge import client
@@ -12,7 +14,7 @@ from chat.services import message_send
 from groups.models import AIMode, ChatGroup, GroupMember
 from groups.services import member_add
 from imserver.errors import AlreadyMember, Conflict
-from imserver.observability import AI_OUTCOMES
+from imserver.observability import AI_FIRST_DELTA, AI_OUTCOMES
 from users.models import Role, User
 from users.services import user_create
 
@@ -97,3 +99,41 @@ def status_push(record: AIInteractionRecord, status: str) -> None:
     transaction.on_commit(lambda: realtime.group_event(group_id, frame))
 
 
+
+
+class DeltaRelay:
+    """Pushes a streamed answer to the group as it is written: `ai_delta` frames, at most one per record every
+    AI_STREAM_FRAME_MS (pieces in between are joined), to the group's members, or to its doctors only in review
+    mode. Before each frame it checks that the group may still hear the AI, and stops the stream when not."""
+
+    def __init__(self, record: AIInteractionRecord):
+        self.record = record
+        self.group_id = record.group.group_id
+        self.doctors_only = ChatGroup.objects.filter(pk=record.group_id).values_list(
+            "ai_mode", flat=True).first() == AIMode.REVIEW
+        self.started = time.monotonic()
+        self.index, self.pending, self.sent_at = 0, "", 0.0
+
+    def __call__(self, text: str) -> None:
+        if not self.pending and self.index == 0:
+            AI_FIRST_DELTA.labels(settings.AI_SERVICE_PROTOCOL).observe(time.monotonic() - self.started)
+        self.pending += text
+        if time.monotonic() - self.sent_at >= settings.AI_STREAM_FRAME_MS / 1000:
+            self.flush()
+
+    def flush(self) -> None:
+        """Push what has come since the last frame (raises client.StreamStopped when the group went silent)."""
+        if not self.pending:
+            return
+        reason = ai_why_silent(group_id=self.record.group_id, after_seq=self.record.user_message.seq)
+        if not connection.in_atomic_block:
+            connection.close()  # back to the pool while the stream goes on
+        if reason is not None:
+            raise client.StreamStopped(reason)
+        frame = {"type": "ai_delta", "group_id": self.group_id, "record_id": self.record.record_id,
+                 "user_message_id": self.record.user_message.message_id, "index": self.index, "text": self.pending}
+        if self.doctors_only:
+            realtime.role_event(group=self.record.group, role=Role.DOCTOR, frame=frame)
+        else:
+            realtime.group_event(self.group_id, frame)
+        self.index, self.pending, self.sent_at = self.index + 1, "", time.monotonic()

@@ -4,12 +4,14 @@ The reply is visibly derived from the input: `Reference AI reply to: <message>` 
 items it saw), so tests can assert which message a reply answers. A message containing `escalate_word` is
 escalated (`simple`: `{"escalate": true, "reason"}`; `openai`: a call of the `escalate_to_doctor` tool), and
 these markers in a message ask for a misbehaving answer: `#nul` (NUL characters in the reply and an extra
-field), `#huge` (a 1 MB reply and a 5 MB extra field), `#trickle` (the answer sent one byte a second)."""
+field), `#huge` (a 1 MB reply and a 5 MB extra field), `#trickle` (the answer sent one byte a second), `#cut` (the
+first streamed answer to that message hangs up halfway). Asked to stream (`openai`: `"stream": true`; `simple`:
+`Accept: text/event-stream`), it answers with server-sent events, a few words each, `chunk_delay` apart."""
 import json
 import random
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -22,6 +24,8 @@ class Behaviour:
     malformed_rate: float = 0.0  # share of calls answered 200 with a body that is not the protocol's
     escalate_word: str = "escalate-now"  # a message containing it is escalated by the "AI"
     calls: int = 0  # answered so far (tests count the calls the bridge made)
+    chunk_delay: float = 0.02  # seconds between the events of a streamed answer
+    cut_done: set = field(default_factory=set)  # messages whose first stream was already cut (#cut)
 
 
 def reply_text(message: str, history: list) -> str:
@@ -29,6 +33,12 @@ def reply_text(message: str, history: list) -> str:
 
 
 _calls_lock = threading.Lock()
+
+
+def _chunk(delta: dict) -> dict:
+    """One `chat.completion.chunk` of OpenAI's streaming protocol."""
+    return {"id": "ref", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta,
+                                                                       "finish_reason": None}]}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -54,6 +64,33 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(1)
         except OSError:  # the client gave up, as it should
             pass
+
+    def _stream(self, events: list[dict], text: str, done) -> None:
+        """Server-sent events, `chunk_delay` apart; `#cut` hangs up halfway the first time for this message."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        cut = "#cut" in text and text not in self.behaviour.cut_done
+        if cut:
+            self.behaviour.cut_done.add(text)
+        try:
+            for n, event in enumerate([*events, done]):
+                if cut and n == len(events) // 2:
+                    return
+                payload = event if isinstance(event, str) else json.dumps(event)
+                self.wfile.write(f"data: {payload}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(self.behaviour.chunk_delay)
+        except OSError:  # the client stopped reading (a doctor took over): as it should
+            pass
+
+    @staticmethod
+    def _pieces(reply: str) -> list[str]:
+        words = reply.split(" ")
+        return [" ".join(words[i:i + 2]) + (" " if i + 2 < len(words) else "") for i in range(0, len(words), 2)]
 
     def _misbehaving(self, text: str, reply: str) -> tuple[str, dict]:
         """The reply and extra fields a marker in the message asks for."""
@@ -88,9 +125,13 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(data.get("message"), str):
             return self._answer(400, {"error": "message is required"})
         text = data["message"]
+        streaming = "text/event-stream" in self.headers.get("Accept", "")
         if b.escalate_word and b.escalate_word in text:
-            return self._answer(200, {"escalate": True, "reason": f"the patient wrote {b.escalate_word!r}"})
+            escalation = {"escalate": True, "reason": f"the patient wrote {b.escalate_word!r}"}
+            return self._stream([], text, {**escalation, "done": True}) if streaming else self._answer(200, escalation)
         reply, extra = self._misbehaving(text, reply_text(text, data.get("history") or []))
+        if streaming and "#trickle" not in text:
+            return self._stream([{"delta": piece} for piece in self._pieces(reply)], text, {"done": True})
         return self._answer(200, {"reply": reply, **extra}, trickle="#trickle" in text)
 
     def _openai(self, data: dict) -> None:
@@ -101,8 +142,15 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(400, {"error": "no user message"})
         text = users[-1].get("content", "")
         tools = {t.get("function", {}).get("name") for t in data.get("tools") or [] if isinstance(t, dict)}
+        streaming = data.get("stream") is True and "#trickle" not in text
         if b.escalate_word and b.escalate_word in text and "escalate_to_doctor" in tools:
             arguments = json.dumps({"reason": f"the patient wrote {b.escalate_word!r}"})
+            if streaming:  # the tool call spread over deltas, as OpenAI sends it
+                half = len(arguments) // 2
+                calls = [{"index": 0, "id": "call_ref", "type": "function",
+                          "function": {"name": "escalate_to_doctor", "arguments": arguments[:half]}},
+                         {"index": 0, "function": {"arguments": arguments[half:]}}]
+                return self._stream([_chunk({"tool_calls": [call]}) for call in calls], text, "[DONE]")
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_ref", "type": "function",
                  "function": {"name": "escalate_to_doctor", "arguments": arguments}}]}
@@ -110,6 +158,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             history = [m for m in messages[:-1] if m.get("role") != "system"]
             reply, extra = self._misbehaving(text, reply_text(text, history))
+            if streaming:
+                return self._stream([_chunk({"content": piece}) for piece in self._pieces(reply)], text, "[DONE]")
             message, finish = {"role": "assistant", "content": reply, **extra}, "stop"
         return self._answer(200, {"id": "ref", "object": "chat.completion", "model": data.get("model"),
                                   "choices": [{"index": 0, "finish_reason": finish, "message": message}]},

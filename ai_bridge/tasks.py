@@ -7,8 +7,9 @@ from celery import shared_task
 from django.conf import settings
 from django.db import connection
 
-from ai_bridge import client, escalation, services
+from ai_bridge import client, escalation, posting, services
 from ai_bridge.models import AIInteractionRecord, Status
+from imserver.observability import AI_REPLY_STORED
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,17 @@ def step(record_id: str) -> float | None:
         body = services.ai_attempt_retry(record=record)
         if body is None:
             return None
+    relay = posting.DeltaRelay(record)
     # The call may take up to AI_SERVICE_TIMEOUT: its database connection goes back to the pool meanwhile, so
     # slow AI answers never hold the connections the IM core needs (nor cap the worker at the pool's size).
     if not connection.in_atomic_block:
         connection.close()
     try:
-        answer = client.ai_call(body)
+        answer = client.ai_call(body, on_delta=relay)
+        relay.flush()  # the last piece: the deltas a member saw add up to the whole answer
+    except client.StreamStopped as stop:  # a doctor took over while the answer was being written
+        posting.ai_record_suppress(record=record, reason=stop.reason)
+        return None
     except client.AIError as exc:
         if exc.retriable and record.attempts <= settings.AI_MAX_RETRIES:
             logger.info("AI record %s attempt %s failed (%s); retrying", record_id, record.attempts, exc.reason)
@@ -51,7 +57,8 @@ def step(record_id: str) -> float | None:
         services.ai_record_fail(record=record, reason=reason, response_body=exc.body)
         return None
     try:
-        services.ai_answer_handle(record=record, answer=answer)
+        if services.ai_answer_handle(record=record, answer=answer) is not None:
+            AI_REPLY_STORED.labels(settings.AI_SERVICE_PROTOCOL).observe(time.monotonic() - relay.started)
     except Exception as exc:  # noqa: BLE001 - whatever happens after the call, the record never stays PROCESSING
         logger.exception("AI record %s: the answer could not be handled", record_id)
         services.ai_record_fail(record=record, reason=f"the answer could not be handled: {exc}",

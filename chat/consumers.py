@@ -14,10 +14,12 @@ from django.db import DatabaseError
 from chat import frames, realtime, slots
 from chat.models import Message, MsgType
 from chat.ordering import PushSequencer
-from chat.serializers import message_data
+from chat.serializers import SEQ_MAX, message_data
 from chat.services import message_send
 from groups.models import ChatGroup, GroupMember
 from groups.permissions import group_by_public_id, require_member
+from groups.services import read_mark
+from imserver.dbrouter import replica_read
 from imserver.errors import InternalError, NotGroupMember, ServiceError, ServiceUnavailable
 from imserver.observability import PUSH_LATENCY, WS_OPEN, new_request_id, request_id_var
 
@@ -41,6 +43,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.slot_taken = self.counted = self.closing = False
         self.group_ids: set[str] = set()
         self.gap_fillers: dict[str, asyncio.Task] = {}
+        self.read_cooldowns: dict[str, asyncio.Task] = {}  # group_id -> the wait after a written read
+        self.reads_held: dict[str, int] = {}  # group_id -> the highest seq read during that wait
         self.expiry: asyncio.Task | None = None
         try:
             await super().__call__(scope, receive, send)
@@ -66,7 +70,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for group_id in self.group_ids:
             await self.channel_layer.group_add(realtime.group_channel(group_id), self.channel_name)
         # Read again once subscribed: a message after these last_seq values is pushed, one up to them is synced.
-        groups = await self._memberships()
+        groups = await self._connected_groups()
         for group in groups:
             self.sequencer.follow(group["group_id"], group["last_seq"])
         await self.accept()
@@ -181,7 +185,39 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "frame": {"type": "typing", "group_id": group_id, "user_id": self.user.user_id},
         })
 
-    handlers = {"send_message": on_send_message, "sync": on_sync, "ping": on_ping, "typing": on_typing}
+    async def on_read(self, frame):
+        """Move the user's read watermark. Clients read per screenful: of a burst of reads of one group, the first
+        is written at once and the highest of the rest when IM_READ_COALESCE_SECONDS have passed."""
+        group_id = frames.group_id(frame)
+        seq = frames.integer(frame, "seq", default=-1, low=0, high=SEQ_MAX)
+        if group_id not in self.group_ids:
+            raise NotGroupMember(details={"group_id": group_id})
+        if group_id in self.read_cooldowns:
+            self.reads_held[group_id] = max(seq, self.reads_held.get(group_id, 0))
+            return
+        await self._read_mark(group_id, seq)
+        self.read_cooldowns[group_id] = asyncio.create_task(self._read_cooldown(group_id))
+
+    handlers = {"send_message": on_send_message, "sync": on_sync, "ping": on_ping, "typing": on_typing,
+                "read": on_read}
+
+    async def _read_cooldown(self, group_id: str):
+        """Write the highest read held during each interval until one passes without any (also after a close)."""
+        try:
+            while True:
+                await asyncio.sleep(settings.IM_READ_COALESCE_SECONDS)
+                seq = self.reads_held.pop(group_id, None)
+                if seq is None:
+                    return
+                try:
+                    await self._read_mark(group_id, seq)
+                except ServiceError:
+                    return  # left the group meanwhile
+                except Exception:  # noqa: BLE001 - a held read is a hint: the client reads again
+                    logger.warning("held read of %s failed", group_id, exc_info=True)
+        finally:
+            if self.read_cooldowns.get(group_id) is asyncio.current_task():
+                del self.read_cooldowns[group_id]
 
     # --- channel-layer events -------------------------------------------------------------------
 
@@ -273,6 +309,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 GroupMember.objects.filter(user=self.user).order_by("group_id")
                 .values_list("group__group_id", "group__last_seq")]
 
+    @database_sync_to_async
+    def _connected_groups(self) -> list[dict]:
+        """The `connected` frame's groups: last_seq, and the user's read state."""
+        rows = (ChatGroup.objects.filter(memberships__user=self.user).with_read_state(self.user).order_by("pk")
+                .values_list("group_id", "last_seq", "read_seq", "unread"))
+        return [{"group_id": group_id, "last_seq": last_seq, "last_read_seq": read_seq, "unread_count": unread}
+                for group_id, last_seq, read_seq, unread in rows]
+
+    @database_sync_to_async
+    def _read_mark(self, group_id: str, seq: int) -> int:
+        return read_mark(group=group_by_public_id(group_id), user=self.user, seq=seq)
+
     # In a thread pool, not the process's one thread for sync code: sends of different connections overlap
     # their database round trips (the group's row lock orders them); one connection's frames stay in order.
     @functools.partial(database_sync_to_async, thread_sensitive=False)
@@ -286,8 +334,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _catch_up(self, group_id, after_seq, limit) -> tuple[list, bool]:
         group = group_by_public_id(group_id)
         require_member(self.user, group)
-        messages, has_more = Message.objects.catch_up(group, after_seq=after_seq, limit=limit)
-        return [message_data(m) for m in messages], has_more
+
+        def read():  # on a replica only if it holds the group up to the last_seq just read from the primary
+            messages, has_more = Message.objects.catch_up(group, after_seq=after_seq, limit=limit)
+            return [message_data(m) for m in messages], has_more
+
+        return replica_read(read, group=group)
 
     @database_sync_to_async
     def _since(self, group_id, after_seq) -> list[tuple[int, str]]:

@@ -3,6 +3,7 @@ from django.db import models
 
 from groups.models import ChatGroup
 from imserver import ids
+from imserver.crypto import EncryptedTextField
 from users.models import Role
 
 
@@ -38,7 +39,8 @@ class Message(models.Model):
     sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages_sent")
     from_role = models.CharField(max_length=32, choices=Role.choices)
     msg_type = models.CharField(max_length=16, choices=MsgType.choices, default=MsgType.TEXT)
-    content = models.TextField()
+    # Encrypted at rest when IM_ENCRYPTION_KEYS is set (imserver.crypto): never filter on it in SQL.
+    content = EncryptedTextField()
     client_msg_id = models.CharField(max_length=64, null=True, blank=True)
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -56,6 +58,8 @@ class Message(models.Model):
                 name="uq_message_client_msg_id",
             ),
         ]
+        # A member's own messages after their read watermark, for unread counts (ChatGroup.with_read_state).
+        indexes = [models.Index(fields=["sender", "group", "seq"], name="ix_message_sender_group_seq")]
 
     def __str__(self):
         return f"{self.message_id} #{self.seq}"

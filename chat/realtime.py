@@ -119,3 +119,9 @@ def role_event(*, group, role: str, frame: dict) -> None:
 def group_event(group_id: str, frame: dict) -> None:
     """Push any frame (typing, ai_status) to a group's connections."""
     _send(group_channel(group_id), {"type": "group.event", "frame": frame})
+
+
+def read_receipt(*, group_id: str, user_id: str, last_read_seq: int) -> None:
+    """Tell a group's connections (the reader's own included) how far one member has read."""
+    group_event(group_id, {"type": "read_receipt", "group_id": group_id, "user_id": user_id,
+                           "last_read_seq": last_read_seq})

@@ -12,6 +12,8 @@ from django.conf import settings
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from imserver.cache import redis_connection_pool
+
 logger = logging.getLogger(__name__)
 
 # KEYS[1] the user's set; ARGV: channel name, cap, ttl. Redis's own clock, so servers' clocks may differ.
@@ -38,8 +40,10 @@ class _RedisSlots:
     """The slots of one event loop's connections (one per server process; tests run several loops)."""
 
     def __init__(self):
-        self.client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                                              socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
+        # Through Sentinel too, when there is one (the pool finds the master again after a failover).
+        self.client = aioredis.Redis(connection_pool=redis_connection_pool(
+            settings.REDIS_URL, asynchronous=True, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT))
         self.take_script = self.client.register_script(_TAKE)
         self.renew_script = self.client.register_script(_RENEW)
         self.held: dict[str, set[str]] = {}  # key -> channel names

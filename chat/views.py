@@ -8,6 +8,7 @@ from chat.serializers import ListParams, MessageListSerializer, MessageSerialize
 from chat.services import message_send
 from groups.permissions import group_by_public_id, require_member
 from imserver import ids
+from imserver.dbrouter import replica_read
 from imserver.errors import NotFound
 from imserver.pagination import paginator_for
 from imserver.schema import BODY_ERRORS, ERRORS
@@ -63,11 +64,16 @@ class MessageViewSet(viewsets.GenericViewSet):
         params.is_valid(raise_exception=True)
         group = group_by_public_id(params.validated_data["group_id"])
         require_member(request.user, group)
+        # The group and membership come from the primary; the messages from a replica holding them up to last_seq.
         if "after_seq" in params.validated_data:
-            messages, has_more = Message.objects.catch_up(
-                group, after_seq=params.validated_data["after_seq"], limit=params.validated_data["limit"])
-            return Response({"messages": [message_data(m) for m in messages], "has_more": has_more})
-        page = self.paginate_queryset(self.get_queryset().filter(group=group).order_by("-seq"))
-        return self.get_paginated_response([message_data(m) for m in page])
+            def catch_up():
+                messages, has_more = Message.objects.catch_up(
+                    group, after_seq=params.validated_data["after_seq"], limit=params.validated_data["limit"])
+                return {"messages": [message_data(m) for m in messages], "has_more": has_more}
+
+            return Response(replica_read(catch_up, group=group))
+        page = replica_read(lambda: [message_data(m) for m in self.paginate_queryset(
+            self.get_queryset().filter(group=group).order_by("-seq"))], group=group)
+        return self.get_paginated_response(page)
 
 

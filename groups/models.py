@@ -1,5 +1,7 @@
 from django.conf import settings
 from django.db import models
+from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from imserver import ids
 from users.models import Role
@@ -18,6 +20,18 @@ class ChatGroupQuerySet(models.QuerySet):
             return self
         # A subquery, not a join: a join would also narrow any later Count("memberships") to the caller.
         return self.filter(pk__in=GroupMember.objects.filter(user=user).values("group"))
+
+    def with_read_state(self, user):
+        """Annotate the user's `read_seq` (their last_read_seq, None for a non-member) and `unread`: seq arithmetic
+        less the user's own messages after the watermark, counted on chat's (sender, group, seq) index, never a
+        COUNT over the group's messages."""
+        mine = GroupMember.objects.filter(group=OuterRef("pk"), user=user).values("last_read_seq")[:1]
+        # Through the reverse relation chat's Message declares (`messages`): groups imports nothing of chat.
+        own_after = (ChatGroup.objects.filter(pk=OuterRef("pk"), messages__sender=user,
+                                              messages__seq__gt=OuterRef("read_seq"))
+                     .values("pk").annotate(n=Count("messages")).values("n"))
+        return (self.annotate(read_seq=Subquery(mine))
+                .annotate(unread=F("last_seq") - F("read_seq") - Coalesce(Subquery(own_after), 0)))
 
     def by_public_id_with_role(self, group_id: str, user):
         """The group by public id (None without one), with `role_of_user`: the user's in-group role, None for
@@ -74,6 +88,8 @@ class GroupMember(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     user_role = models.CharField(max_length=32, choices=Role.choices)
     joined_at = models.DateTimeField(auto_now_add=True)
+    # The highest seq the member has read: moves only forward, never past the group's last_seq (groups.services).
+    last_read_seq = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "group_members"

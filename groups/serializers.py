@@ -4,16 +4,21 @@ from rest_framework import serializers
 from groups.models import AIMode, ChatGroup, GroupMember
 from users.models import Role
 
+SEQ_MAX = 2**63 - 1  # the largest value of a seq column
+
 
 class GroupSerializer(serializers.ModelSerializer):
     created_by = serializers.SerializerMethodField()
     member_count = serializers.SerializerMethodField()
     ai_enabled = serializers.BooleanField(read_only=True)
+    # The caller's read state, from ChatGroup.objects.with_read_state(caller); null for a staff non-member.
+    last_read_seq = serializers.IntegerField(source="read_seq", read_only=True, allow_null=True)
+    unread_count = serializers.IntegerField(source="unread", read_only=True, allow_null=True)
 
     class Meta:
         model = ChatGroup
         fields = ["group_id", "group_name", "description", "created_by", "ai_enabled", "ai_mode", "ai_paused",
-                  "member_count", "last_seq", "created_at", "updated_at"]
+                  "member_count", "last_seq", "last_read_seq", "unread_count", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_created_by(self, group) -> str | None:
@@ -30,7 +35,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = GroupMember
-        fields = ["user_id", "username", "user_role", "joined_at"]
+        fields = ["user_id", "username", "user_role", "joined_at", "last_read_seq"]
         read_only_fields = fields
 
 
@@ -66,3 +71,13 @@ class GroupUpdateSerializer(serializers.Serializer):
 
 class MemberListSerializer(serializers.Serializer):
     members = MemberSerializer(many=True)
+
+
+class ReadSerializer(serializers.Serializer):
+    seq = serializers.IntegerField(min_value=0, max_value=SEQ_MAX, help_text="The highest seq the caller has seen.")
+
+
+class ReadStateSerializer(serializers.Serializer):
+    group_id = serializers.CharField()
+    last_read_seq = serializers.IntegerField()
+    unread_count = serializers.IntegerField()

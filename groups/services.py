@@ -1,9 +1,12 @@
 """The only write paths for groups and their members."""
 from django.db import IntegrityError, transaction
+from django.db.models import BigIntegerField, Subquery, Value
+from django.db.models.functions import Least
 
 from chat import realtime
 from groups.models import AIMode, ChatGroup, GroupMember
-from imserver.errors import AlreadyMember, NotFound, ValidationFailed
+from imserver.audit import audit
+from imserver.errors import AlreadyMember, NotFound, NotGroupMember, ValidationFailed
 from users.models import Role, User
 from users.services import check_role
 
@@ -34,6 +37,7 @@ def group_create(*, creator: User, group_name: str, description: str = "",
     return group
 
 
+@transaction.atomic
 def group_update(*, group: ChatGroup, **changes) -> ChatGroup:
     """Rename, describe, or set the group's AI mode (`ai_mode`, or the `ai_enabled` switch)."""
     allowed = {"group_name", "description", "ai_enabled", "ai_mode"}
@@ -41,14 +45,18 @@ def group_update(*, group: ChatGroup, **changes) -> ChatGroup:
     if unknown:
         raise ValidationFailed(f"Cannot change {', '.join(sorted(unknown))}.")
     mode = _mode(changes.pop("ai_mode", None), changes.pop("ai_enabled", None))
+    before = group.ai_mode
     if mode is not None:
         changes["ai_mode"] = mode
     for field, value in changes.items():
         setattr(group, field, value)
     group.save(update_fields=[*changes, "updated_at"])
+    if mode is not None and mode != before:
+        audit(action="group.ai_mode_change", target=group.group_id, details={"from": before, "to": mode})
     return group
 
 
+@transaction.atomic
 def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
     """Add a user to a group; their open connections join it at once."""
     check_role(user_role)
@@ -57,21 +65,28 @@ def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
             member = GroupMember.objects.create(group=group, user=user, user_role=user_role)
     except IntegrityError as exc:
         raise AlreadyMember(details={"user_id": user.user_id, "group_id": group.group_id}) from exc
+    audit(action="member.add", target=group.group_id, details={"user_id": user.user_id, "user_role": user_role})
     _roles_changed(group)
     transaction.on_commit(lambda: realtime.member_joined(member=member))
     return member
 
 
+@transaction.atomic
 def member_role_change(*, member: GroupMember, user_role: str) -> GroupMember:
     """Change a member's in-group role."""
     check_role(user_role)
+    before = member.user_role
     member.user_role = user_role
     member.save(update_fields=["user_role"])
+    if before != user_role:
+        audit(action="member.role_change", target=member.group.group_id,
+              details={"user_id": member.user.user_id, "from": before, "to": user_role})
     if GroupMember.group.is_cached(member):
         _roles_changed(member.group)
     return member
 
 
+@transaction.atomic
 def member_remove(*, group: ChatGroup, user: User) -> None:
     """Remove a user from a group; their open connections leave it at once (chat.receivers, which also sees
     memberships deleted by a cascade or the admin)."""
@@ -79,7 +94,28 @@ def member_remove(*, group: ChatGroup, user: User) -> None:
     if member is None:
         raise NotFound("The user is not a member of this group.", details={"user_id": user.user_id})
     member.delete()
+    audit(action="member.remove", target=group.group_id, details={"user_id": user.user_id,
+                                                                  "user_role": member.user_role})
     _roles_changed(group)
+
+
+def read_mark(*, group: ChatGroup, user: User, seq: int) -> int:
+    """Move the member's read watermark forward to `seq`, never past the group's last_seq; returns the watermark.
+
+    One conditional UPDATE, clamped in SQL to the committed last_seq, and a `read_receipt` to the group only when
+    the watermark moved: repeating or lowering a read writes nothing."""
+    last_seq = Subquery(ChatGroup.objects.filter(pk=group.pk).values("last_seq")[:1])
+    target = Least(Value(seq, output_field=BigIntegerField()), last_seq)
+    mine = GroupMember.objects.filter(group=group, user=user)
+    with transaction.atomic():
+        moved = mine.filter(last_read_seq__lt=target).update(last_read_seq=target)
+        last_read_seq = mine.values_list("last_read_seq", flat=True).first()
+        if last_read_seq is None:
+            raise NotGroupMember(details={"group_id": group.group_id})
+        if moved:
+            transaction.on_commit(lambda: realtime.read_receipt(group_id=group.group_id, user_id=user.user_id,
+                                                                last_read_seq=last_read_seq))
+    return last_read_seq
 
 
 def _roles_changed(group: ChatGroup) -> None:

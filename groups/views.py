@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from groups import services
 from groups.models import ChatGroup, GroupMember
-from groups.permissions import group_by_public_id, require_doctor, require_member
+from groups.permissions import group_by_public_id, member_role, require_doctor, require_member
 from groups.serializers import (
     GroupCreateSerializer,
     GroupSerializer,
@@ -14,9 +14,12 @@ from groups.serializers import (
     MemberInSerializer,
     MemberListSerializer,
     MemberSerializer,
+    ReadSerializer,
+    ReadStateSerializer,
 )
 from imserver import ids
-from imserver.errors import NotFound, PermissionDeniedError
+from imserver.dbrouter import replica_read
+from imserver.errors import NotFound, NotGroupMember, PermissionDeniedError
 from imserver.pagination import paginator_for
 from imserver.schema import BODY_ERRORS, ERRORS
 from users.models import Role, User
@@ -39,21 +42,23 @@ class GroupViewSet(viewsets.GenericViewSet):
 
     def get_queryset(self):
         return (ChatGroup.objects.visible_to(self.request.user).select_related("created_by")
-                .annotate(member_count=Count("memberships", distinct=True)).order_by("-id"))
+                .annotate(member_count=Count("memberships", distinct=True))
+                .with_read_state(self.request.user).order_by("-id"))
 
     def _group(self) -> ChatGroup:
         return group_by_public_id(self.kwargs["group_id"])
 
     def _answer(self, group: ChatGroup, code=status.HTTP_200_OK) -> Response:
         group = ChatGroup.objects.select_related("created_by").annotate(
-            member_count=Count("memberships")).get(pk=group.pk)
+            member_count=Count("memberships")).with_read_state(self.request.user).get(pk=group.pk)
         return Response(GroupSerializer(group).data, status=code)
 
     @extend_schema(responses={200: GroupSerializer(many=True), **ERRORS})
     def list(self, request):
         """The caller's groups (staff: all), newest first."""
-        page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(GroupSerializer(page, many=True).data)
+        # On a replica only once it has replayed everything committed so far (this caller's writes included).
+        page = replica_read(lambda: GroupSerializer(self.paginate_queryset(self.get_queryset()), many=True).data)
+        return self.get_paginated_response(page)
 
     @extend_schema(request=GroupCreateSerializer, responses={201: GroupSerializer, **BODY_ERRORS})
     @action(detail=False, methods=["post"], url_path="create")
@@ -94,14 +99,29 @@ class GroupViewSet(viewsets.GenericViewSet):
         group = self._group()
         if request.method == "GET":
             require_member(request.user, group)
-            members = GroupMember.objects.filter(group=group).select_related("user").order_by("id")
-            return Response({"members": MemberSerializer(members, many=True).data})
+            members = replica_read(lambda: MemberSerializer(
+                GroupMember.objects.filter(group=group).select_related("user").order_by("id"), many=True).data)
+            return Response({"members": members})
         require_doctor(request.user, group)
         body = MemberInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         user = user_by_public_id(body.validated_data["user_id"])
         member = services.member_add(group=group, user=user, user_role=body.validated_data["user_role"])
         return Response(MemberSerializer(member).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReadSerializer, responses={200: ReadStateSerializer, **BODY_ERRORS})
+    @action(detail=True, methods=["post"])
+    def read(self, request, group_id=None):
+        """Mark the group read up to `seq` (members): the watermark only moves forward, never past last_seq."""
+        group = group_by_public_id(group_id, for_user=request.user)
+        if member_role(request.user, group) is None:  # staff too: read state is a member's own
+            raise NotGroupMember(details={"group_id": group.group_id})
+        body = ReadSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.read_mark(group=group, user=request.user, seq=body.validated_data["seq"])
+        state = ChatGroup.objects.with_read_state(request.user).values("read_seq", "unread").get(pk=group.pk)
+        return Response({"group_id": group.group_id, "last_read_seq": state["read_seq"],
+                         "unread_count": state["unread"]})
 
     @extend_schema(request=None, responses={204: None, **ERRORS},
                    parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH, pattern=f"^{ids.URL_PATTERN}$")])

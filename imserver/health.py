@@ -1,4 +1,4 @@
-"""Liveness and readiness: readiness names the part that fails."""
+"""Liveness and readiness: readiness names the part that fails, and shows each database replica with its lag."""
 import asyncio
 
 from asgiref.sync import async_to_sync
@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
+
+from imserver import dbrouter
 
 
 @require_GET
@@ -64,4 +66,7 @@ def ready(request):
     body = {"status": "ok" if healthy else "unavailable", "checks": checks}
     if not healthy:
         body["failing"] = [name for name, value in checks.items() if value.startswith("failed")]
+    if settings.DATABASE_REPLICA_URLS:
+        # Shown, not judged: while replicas are away or behind, the primary serves their reads.
+        body["replicas"] = dbrouter.replica_report()
     return JsonResponse(body, status=200 if healthy else 503)

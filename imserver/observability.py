@@ -21,6 +21,10 @@ PUSH_LATENCY = Histogram("im_push_fanout_seconds", "From the commit of a message
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 AI_OUTCOMES = Counter("im_ai_outcomes_total", "AI records by how they ended besides a plain reply: escalated, "
                       "suppressed, coalesced, approved, approved_edited, rejected", ["outcome"])
+AI_FIRST_DELTA = Histogram("im_ai_first_delta_seconds", "From the start of an AI attempt to its first streamed text",
+                           ["protocol"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+AI_REPLY_STORED = Histogram("im_ai_reply_seconds", "From the start of an AI attempt to its reply stored",
+                            ["protocol"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 AI_CALLS = Histogram("im_ai_call_duration_seconds", "Calls to the AI service by outcome", ["outcome"],
                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 

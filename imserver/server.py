@@ -1,5 +1,6 @@
-"""The server launcher: daphne, with slow WebSocket readers closed (4008), a 1012 close on SIGTERM and a JSON
-access log. Run it as daphne: `python -m imserver.server [daphne's arguments] imserver.asgi:application`.
+"""The server launcher: daphne, with slow WebSocket readers closed (4008), a graceful SIGTERM (1012 closes, in-flight
+requests finished, an exit within WS_SHUTDOWN_GRACE + EXIT_MARGIN) and a JSON access log. Run it as daphne:
+`python -m imserver.server [daphne's arguments] imserver.asgi:application`.
 
 Every override of daphne, autobahn or Twisted internals lives here; tests/test_server_overrides.py fails when an
 upgrade changes what they touch."""
@@ -7,12 +8,16 @@ from daphne import server as daphne_server  # isort:skip - installs Twisted's as
 
 import ctypes
 import logging
+import os
 import sys
+import threading
 from collections import deque
 
 from daphne.cli import CommandLineInterface as DaphneCommandLineInterface
+from daphne.http_protocol import WebRequest
 from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
+from django.db import connections
 from twisted.internet import defer, interfaces, reactor, task
 from zope.interface import implementer
 
@@ -21,6 +26,9 @@ access_logger = logging.getLogger("imserver.access")
 
 SLOW_READER = 4008  # API.md: the client reads too slowly
 RESTARTING = 1012  # API.md: server restarting
+# Seconds past WS_SHUTDOWN_GRACE that daphne's own teardown (cancelling what is left, closing the pools) may take
+# before the process leaves anyway: so a stopping server is gone within WS_SHUTDOWN_GRACE + EXIT_MARGIN.
+EXIT_MARGIN = 2.0
 
 # glibc keeps the freed blocks of a dropped backlog in its heap, so the resident memory would stay at its peak;
 # handing them back after a slow reader's close costs about 1 ms (8 slow readers: 12.6 MB kept without it, none
@@ -138,8 +146,11 @@ class AccessLog:
 
 
 class Server(daphne_server.Server):
-    """daphne's Server with the protocol above, JSON access lines, and a shutdown that closes WebSockets with
-    1012 and waits for them, at most WS_SHUTDOWN_GRACE seconds."""
+    """daphne's Server with the protocol above, JSON access lines, and a graceful shutdown: it stops listening,
+    closes WebSockets with 1012, lets in-flight HTTP requests finish (their connections close after the response)
+    and waits for both at most WS_SHUTDOWN_GRACE seconds; the process is gone EXIT_MARGIN seconds later at most."""
+
+    draining = False
 
     def __init__(self, *args, action_logger=None, ready_callable=None, **kwargs):
         # daphne's command line passes an AccessLogGenerator (NCSA text on a stream) when there is an access log.
@@ -163,25 +174,46 @@ class Server(daphne_server.Server):
         self.ports.append(port)
         return super().listen_success(port)
 
+    async def handle_reply(self, protocol, message):
+        """daphne's; while draining, each HTTP response also closes its keep-alive connection, so that the client
+        sends its next request to another server instead of to this one, about to exit."""
+        if self.draining and message["type"] == "http.response.start" and isinstance(protocol, WebRequest):
+            if protocol.channel is not None:
+                protocol.channel.persistent = False  # Twisted closes the connection once this response is done
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        return await super().handle_reply(protocol, message)
+
     def kill_all_applications(self):
-        """daphne's before-shutdown trigger (Twisted waits for the Deferred), preceded by the WebSocket closes."""
+        """daphne's before-shutdown trigger (Twisted waits for the Deferred), preceded by the drain."""
         return defer.Deferred.fromCoroutine(self._shut_down())
 
     async def _shut_down(self):
+        self.draining = True
+        # Whatever hangs from here on (a request thread waiting for this stopped event loop would keep the
+        # interpreter from exiting for ever: seen under load), the process leaves at the bound.
+        watchdog = threading.Timer(settings.WS_SHUTDOWN_GRACE + EXIT_MARGIN, exit_now, kwargs={"code": 1})
+        watchdog.daemon = True
+        watchdog.start()
         try:
             await defer.DeferredList([defer.maybeDeferred(port.stopListening) for port in self.ports])
             sockets = [protocol for protocol in list(self.connections)
                        if isinstance(protocol, FlowControlledWebSocketProtocol)
                        and protocol.state == protocol.STATE_OPEN]
-            logger.info("Shutting down: stopped listening, closing %d WebSocket connections with 1012",
-                        len(sockets))
+            logger.info("Shutting down: stopped listening, closing %d WebSocket connections with 1012, "
+                        "finishing %d HTTP requests", len(sockets), len(self._requests_in_flight()))
             for protocol in sockets:
                 protocol.close_with(RESTARTING)
-            # The close frames must leave before Twisted's shutdown tears the transports down, and consumers get
-            # their websocket.disconnect (leaving groups, releasing slots) before daphne cancels what is left.
+            # The close frames must leave before Twisted's shutdown tears the transports down, consumers get their
+            # websocket.disconnect (leaving groups, releasing slots), and requests being served finish, before
+            # daphne cancels what is left.
             deadline = reactor.seconds() + settings.WS_SHUTDOWN_GRACE
-            while reactor.seconds() < deadline and not all(self._finished(protocol) for protocol in sockets):
+            while reactor.seconds() < deadline and not (
+                    all(self._finished(protocol) for protocol in sockets) and not self._requests_in_flight()):
                 await task.deferLater(reactor, 0.05)
+            left = self._requests_in_flight()
+            if left:
+                logger.warning("Shutting down: %d HTTP requests still running after %.1f s are cancelled",
+                               len(left), settings.WS_SHUTDOWN_GRACE)
         finally:
             # daphne's kill_all_applications reads every entry's application_instance, which the request that
             # upgraded to a WebSocket never has: within a second of an upgrade it raised KeyError and cancelled
@@ -191,6 +223,11 @@ class Server(daphne_server.Server):
                     del self.connections[protocol]
             await super().kill_all_applications()
 
+    def _requests_in_flight(self) -> list:
+        # daphne adds a WebRequest when its request arrives and marks it disconnected once the response is sent.
+        return [protocol for protocol, details in self.connections.items()
+                if isinstance(protocol, WebRequest) and "disconnected" not in details]
+
     def _finished(self, protocol) -> bool:
         details = self.connections.get(protocol)
         if details is None:
@@ -199,11 +236,33 @@ class Server(daphne_server.Server):
         return "disconnected" in details and (instance is None or instance.done())
 
 
+def exit_now(code: int = 0) -> None:
+    """Leave the process without joining its threads: after the drain, a thread still running a request's sync code
+    holds nothing that outlives the process (its transaction rolls back, its client retries elsewhere)."""
+    if code:
+        logger.warning("Shutting down: not stopped within %.1f s; exiting now",
+                       settings.WS_SHUTDOWN_GRACE + EXIT_MARGIN)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 class CommandLineInterface(DaphneCommandLineInterface):
     """daphne's command line, every flag as is, starting the Server above."""
 
     server_class = Server
 
 
-if __name__ == "__main__":
+def main():
+    """Serve until SIGTERM or SIGINT, then close the database pools and exit (see exit_now)."""
     CommandLineInterface.entrypoint()
+    # The pools are per process, not per thread: PostgreSQL sees each connection end cleanly.
+    for connection in connections.all():
+        if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
+            connection.close_pool()
+    exit_now()
+
+
+if __name__ == "__main__":
+    main()

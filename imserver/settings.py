@@ -80,10 +80,12 @@ INSTALLED_APPS = [
     "groups",
     "chat",
     "ai_bridge",
+    "records",
 ]
 
 MIDDLEWARE = [
     "imserver.observability.RequestIdMiddleware",
+    "imserver.audit.AuditActorMiddleware",
     "imserver.middleware.ContractErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -165,6 +167,23 @@ else:
     else:
         # Seconds a connection is reused (per thread) when the pool is off.
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+# PostgreSQL streaming replicas (hot standbys of DATABASE_URL), comma-separated: history reads go to them
+# (imserver/dbrouter.py); none: every read goes to the primary.
+DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
+# Seconds a replica may lag behind the primary before reads skip it.
+DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=5.0)
+# Seconds between two checks of each replica's health and lag, per server process (reads use the last result).
+DATABASE_REPLICA_CHECK_INTERVAL = env.float("DATABASE_REPLICA_CHECK_INTERVAL", default=1.0)
+if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL.")
+for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+    # The primary's connection options and pool sizes, then the replica URL's own; Django's tests read the
+    # primary under the replica's name.
+    _replica = env.db_url_config(_url)
+    _replica.update(CONN_MAX_AGE=DATABASES["default"]["CONN_MAX_AGE"], CONN_HEALTH_CHECKS=True,
+                    OPTIONS={**DATABASES["default"]["OPTIONS"], **_replica.get("OPTIONS", {})}, TEST={"MIRROR": "default"})
+    DATABASES[f"replica{_number}"] = _replica
+DATABASE_ROUTERS = ["imserver.dbrouter.ReplicaRouter"] if DATABASE_REPLICA_URLS else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "users.User"
 
@@ -174,7 +193,25 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --- Redis, channel layer, Celery ------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="")
+# Redis Sentinel, for failover: "host:port" of each Sentinel, comma-separated. Set, the channel layer, the cache,
+# the connection slots and the Celery broker use the master the Sentinels name (REDIS_URL then gives only the db
+# number and the password).
+REDIS_SENTINELS = env.list("REDIS_SENTINELS", default=[])
+REDIS_SENTINEL_HOSTS = [(host, int(port)) for host, port in (entry.rsplit(":", 1) for entry in REDIS_SENTINELS)]
+# The name the Sentinels monitor the master under (`sentinel monitor <name> ...` in their configuration).
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="im")
+# The Sentinels' own password (their `requirepass`), if they have one; the master's is REDIS_URL's.
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
+REDIS_URL = env.str("REDIS_URL", default="redis:///0" if REDIS_SENTINELS else "")
+# Seconds a Redis call of the cache (send-rate counters), the connection slots or a Sentinel query may take.
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
+REDIS_SENTINEL_KWARGS = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+                         **({"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {})}
+# The master's db, username and password, as REDIS_URL gives them.
+from redis.connection import parse_url as redis_parse_url  # noqa: E402
+
+REDIS_MASTER_PARAMS = {key: value for key, value in redis_parse_url(REDIS_URL).items()
+                       if key in ("db", "username", "password")} if REDIS_URL else {}
 
 CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", default=1000)
 CHANNEL_LAYER_GROUP_EXPIRY = env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400)
@@ -182,12 +219,19 @@ CHANNEL_LAYER_GROUP_EXPIRY = env.int("CHANNEL_LAYER_GROUP_EXPIRY", default=86400
 CHANNEL_LAYER_BACKEND = env.str("CHANNEL_LAYER_BACKEND", default="pubsub")
 # Prefix of the channel layer's Redis keys and channels, and of the connection slots (one per deployment).
 CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", default="im")
+# Redis URLs the channel layer shards its groups and channels over, comma-separated, the same list in the same
+# order on every process (README, "Capacity"); default REDIS_URL alone. With Sentinel: its one master.
+CHANNEL_LAYER_HOSTS = env.list("CHANNEL_LAYER_HOSTS", default=[REDIS_URL] if REDIS_URL else [])
+if REDIS_SENTINELS:
+    CHANNEL_LAYER_HOSTS = [{"sentinels": REDIS_SENTINEL_HOSTS, "master_name": REDIS_SENTINEL_MASTER,
+                            "sentinel_kwargs": REDIS_SENTINEL_KWARGS, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+                            **REDIS_MASTER_PARAMS}]
 if REDIS_URL:
     if CHANNEL_LAYER_BACKEND == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
+                "CONFIG": {"hosts": CHANNEL_LAYER_HOSTS, "prefix": CHANNEL_LAYER_PREFIX},
             }
         }
     else:
@@ -195,7 +239,7 @@ if REDIS_URL:
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 "CONFIG": {
-                    "hosts": [REDIS_URL],
+                    "hosts": CHANNEL_LAYER_HOSTS,
                     "capacity": CHANNEL_LAYER_CAPACITY,
                     "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
                     "prefix": CHANNEL_LAYER_PREFIX,
@@ -210,9 +254,7 @@ else:
         }
     }
 
-# Seconds a cache call to Redis may take before the send-rate check gives way.
-REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
-# The cache holds the send-rate counters: shared through Redis when there is one.
+# The cache holds the send-rate counters: shared through Redis when there is one (and Sentinel: imserver/cache.py).
 CACHES = {
     "default": {"BACKEND": "imserver.cache.RedisCache", "LOCATION": REDIS_URL,
                 "KEY_PREFIX": "imcache", "OPTIONS": {"socket_timeout": REDIS_SOCKET_TIMEOUT,
@@ -220,11 +262,21 @@ CACHES = {
     if REDIS_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+# With Sentinel, kombu's sentinel:// transport: one URL per Sentinel, with the master's db and password.
+_broker_auth = f":{REDIS_MASTER_PARAMS['password']}@" if REDIS_MASTER_PARAMS.get("password") else ""
+_sentinel_broker = ";".join(f"sentinel://{_broker_auth}{host}:{port}/{REDIS_MASTER_PARAMS.get('db', 0)}"
+                            for host, port in REDIS_SENTINEL_HOSTS)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_sentinel_broker or REDIS_URL)
 # No broker means the embedded system: tasks run in the same process.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=3.0)
+# Task results: none are kept (a task's outcome is its AI record); set it (sentinel:// too) for tools that want them.
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
+# What kombu's sentinel:// transport needs, for the broker (in CELERY_BROKER_TRANSPORT_OPTIONS) and the results.
+CELERY_SENTINEL_OPTIONS = {"master_name": REDIS_SENTINEL_MASTER, "sentinel_kwargs": REDIS_SENTINEL_KWARGS} \
+    if REDIS_SENTINELS else {}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_SENTINEL_OPTIONS
 
 # --- REST API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -288,6 +340,14 @@ IM_LOGIN_RATE_PER_ADDRESS = env.str("IM_LOGIN_RATE_PER_ADDRESS", default="60/min
 IM_JSON_MAX_DEPTH = env.int("IM_JSON_MAX_DEPTH", default=32)
 # Largest request body Django reads, in bytes.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("IM_MAX_REQUEST_BYTES", default=256 * 1024)
+
+# --- Records: read state, audit, export, encryption ------------------------------------------------
+# Seconds between two writes of one connection's read watermark for one group (the reads between are coalesced).
+IM_READ_COALESCE_SECONDS = env.float("IM_READ_COALESCE_SECONDS", default=0.5)
+# Rows an export reads from the database at a time (its memory is bounded by this, not by the group's size).
+IM_EXPORT_CHUNK_SIZE = env.int("IM_EXPORT_CHUNK_SIZE", default=2000)
+# Fernet keys, comma-separated: message content is stored encrypted under the first; all decrypt. Empty: plain text.
+IM_ENCRYPTION_KEYS = env.list("IM_ENCRYPTION_KEYS", default=[])
 
 # --- Static files, i18n ----------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -383,6 +443,10 @@ AI_MAX_ATTEMPTS_TOTAL = env.int("AI_MAX_ATTEMPTS_TOTAL", default=2 * (AI_MAX_RET
 AI_MAX_RESPONSE_BYTES = env.int("AI_MAX_RESPONSE_BYTES", default=256 * 1024)
 # Longest wait a 429's Retry-After may ask for before the next attempt, in seconds.
 AI_RETRY_AFTER_MAX = env.float("AI_RETRY_AFTER_MAX", default=60.0)
+# Ask the AI service to stream its answer (server-sent events); a service that answers JSON is read as before.
+AI_SERVICE_STREAM = env.bool("AI_SERVICE_STREAM", default=True)
+# At most one `ai_delta` frame per record per this many milliseconds: a fast model does not cost a frame a token.
+AI_STREAM_FRAME_MS = env.int("AI_STREAM_FRAME_MS", default=100)
 # Patient messages of one group within this many seconds of each other get one answer, to the last.
 AI_COALESCE_SECONDS = env.float("AI_COALESCE_SECONDS", default=2.0)
 # Seconds a review-mode draft waits for a doctor before it escalates.
@@ -410,6 +474,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_SENTINEL_OPTIONS,
     # Longer than a task can take with all its retries, so a slow task is not handed out twice.
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=AI_STALE_AFTER + 60),
     # How often a worker looks for tasks whose worker died (unacknowledged past the visibility timeout).

@@ -7,8 +7,9 @@ from rest_framework.routers import SimpleRouter
 from ai_bridge.views import AIInteractionViewSet, AITestViewSet
 from chat.views import MessageViewSet
 from groups.views import GroupViewSet
-from imserver import errors, health
+from imserver import errors, health, ids
 from imserver.observability import metrics_view
+from records.views import AuditEventViewSet, GroupExportView
 from users.views import LoginView, LogoutView, RefreshView, UserViewSet
 
 
@@ -27,6 +28,7 @@ router.register("group", GroupViewSet, basename="group")
 router.register("message", MessageViewSet, basename="message")
 router.register("ai/interactions", AIInteractionViewSet, basename="ai-interaction")
 router.register("ai", AITestViewSet, basename="ai")
+router.register("audit", AuditEventViewSet, basename="audit")
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="chat/index.html"), name="chat-page"),
@@ -36,6 +38,7 @@ urlpatterns = [
     re_path(r"^api/auth/token/?$", LoginView.as_view(), name="token"),
     re_path(r"^api/auth/token/refresh/?$", RefreshView.as_view(), name="token-refresh"),
     re_path(r"^api/auth/logout/?$", LogoutView.as_view(), name="logout"),
+    re_path(rf"^api/group/(?P<group_id>{ids.URL_PATTERN})/export/?$", GroupExportView.as_view(), name="group-export"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -134,7 +134,7 @@ def seeded(settings, ai_service):
                                                 status=Status.SUCCESS, attempts=1, duration_ms=12,
                                                 request_body={"message": question.content},
                                                 response_body={"reply": reply.content})
-    ChatGroup.objects.filter(pk=ward.pk).update(ai_enabled=True)
+    ChatGroup.objects.filter(pk=ward.pk).update(ai_mode="auto")
     REAL_IDS.update({
         "user_id": [u.user_id for u in (staff, doctor, patient, assistant, other_doctor, loner)],
         "group_id": [ward.group_id, other.group_id],

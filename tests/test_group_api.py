@@ -6,7 +6,7 @@ from groups.services import group_create
 from users.models import Role
 
 GROUP_FIELDS = {"group_id", "group_name", "description", "created_by", "ai_enabled", "ai_mode", "ai_paused",
-                "member_count", "last_seq", "created_at", "updated_at"}
+                "member_count", "last_seq", "last_read_seq", "unread_count", "created_at", "updated_at"}
 
 
 def roles_of(group_id):

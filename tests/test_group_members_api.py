@@ -6,7 +6,7 @@ from groups.services import member_add
 from tests.fixtures_api import assert_error, counts
 from users.models import Role
 
-MEMBER_FIELDS = {"user_id", "username", "user_role", "joined_at"}
+MEMBER_FIELDS = {"user_id", "username", "user_role", "joined_at", "last_read_seq"}
 
 
 def member_ids(group):

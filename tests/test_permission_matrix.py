@@ -303,7 +303,7 @@ def state() -> dict:
         **counts(),
         "records": AIInteractionRecord.objects.count(),
         "roles": dict(User.objects.values_list("user_id", "user_role")),
-        "group_fields": list(ChatGroup.objects.order_by("id").values_list("group_name", "ai_enabled", "last_seq")),
+        "group_fields": list(ChatGroup.objects.order_by("id").values_list("group_name", "ai_mode", "last_seq")),
     }
 
 

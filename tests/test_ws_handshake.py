@@ -191,9 +191,11 @@ def test_connected_lists_the_users_groups_with_their_last_seq(doctor, patient, q
     doctor_hello, patient_hello = run(scenario)
     assert doctor_hello["user_id"] == doctor.user_id
     assert sorted(doctor_hello["groups"], key=lambda g: g["group_id"]) == sorted(
-        [{"group_id": quiet_group.group_id, "last_seq": 3}, {"group_id": other.group_id, "last_seq": 1}],
-        key=lambda g: g["group_id"])
-    assert patient_hello["groups"] == [{"group_id": quiet_group.group_id, "last_seq": 3}]
+        [{"group_id": quiet_group.group_id, "last_seq": 3, "last_read_seq": 0, "unread_count": 0},
+         {"group_id": other.group_id, "last_seq": 1, "last_read_seq": 0, "unread_count": 0}],
+        key=lambda g: g["group_id"])  # the doctor's own messages are not unread
+    assert patient_hello["groups"] == [{"group_id": quiet_group.group_id, "last_seq": 3, "last_read_seq": 0,
+                                        "unread_count": 3}]
     server_time = datetime.fromisoformat(doctor_hello["server_time"].replace("Z", "+00:00"))
     assert before - timedelta(seconds=5) <= server_time <= datetime.now(timezone.utc) + timedelta(seconds=5)
 

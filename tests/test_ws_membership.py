@@ -88,7 +88,8 @@ def test_a_removed_member_gets_member_left_and_nothing_more(doctor, patient, ass
     async def scenario():
         async with connected(patient) as removed, connected(patient) as removed_2, \
                 connected(doctor) as ws_doctor, connected(assistant) as ws_assistant:
-            assert removed.hello["groups"] == [{"group_id": group_id, "last_seq": 0}]
+            assert removed.hello["groups"] == [{"group_id": group_id, "last_seq": 0, "last_read_seq": 0,
+                                                "unread_count": 0}]
             await db(member_remove)(group=quiet_group, user=patient)
             told = [await receive(ws) for ws in (removed, removed_2, ws_doctor, ws_assistant)]
 

@@ -89,5 +89,5 @@ def test_messages_stored_before_the_connection_are_left_to_sync_not_pushed(docto
             return ws.hello, frame
 
     hello, frame = run(scenario)
-    assert hello["groups"] == [{"group_id": quiet_group.group_id, "last_seq": 1}]
+    assert hello["groups"] == [{"group_id": quiet_group.group_id, "last_seq": 1, "last_read_seq": 0, "unread_count": 1}]
     assert (frame["seq"], frame["content"]) == (2, "after")

@@ -33,7 +33,8 @@ def test_messages_reach_every_member_on_both_servers(start_server, make_user):
         }
         for client, server in clients.values():
             hello = await client.connect(server.ws_url)
-            assert hello["groups"] == [{"group_id": group.group_id, "last_seq": 0}]
+            assert hello["groups"] == [{"group_id": group.group_id, "last_seq": 0, "last_read_seq": 0,
+                                        "unread_count": 0}]
 
         async with httpx.AsyncClient() as http:
             sent = await http.post(f"{a.url}/api/message/send", json={"group_id": group.group_id, "content": "by http"},

@@ -3,7 +3,7 @@ import asyncio
 import json
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
 class Client:
@@ -100,3 +100,36 @@ class Client:
             await self.ws.close()
         if self.reader is not None:
             await asyncio.wait([self.reader], timeout=5)
+
+
+async def stay_connected(client: Client, ws_base: str, group_ids: list[str], stop: asyncio.Event,
+                         timeout: float = 30.0):
+    """The reconnect recipe, for as long as `stop` is not set: whenever the server closes the connection, note the
+    close code in `client.close_codes`, connect again (through a proxy: to whichever server answers) and `sync`
+    every group from the last seq seen."""
+    client.close_codes = getattr(client, "close_codes", [])
+    while not stop.is_set():
+        closed = asyncio.create_task(client.closed.wait())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([closed, stopping], return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        stopping.cancel()
+        if stop.is_set() and not client.closed.is_set():
+            return
+        client.close_codes.append(client.close_code)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                if await client.connect(ws_base) is not None:
+                    break
+            except (OSError, ConnectionClosed, InvalidStatus, TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{client.name}: could not reconnect in {timeout} s")
+            await asyncio.sleep(0.2)
+        try:
+            for group_id in group_ids:
+                await client.sync_all(group_id)
+        except (ConnectionClosed, AssertionError):
+            if not client.closed.is_set():
+                raise  # closed again meanwhile: the next round reconnects and syncs

@@ -8,6 +8,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from imserver.audit import audit
 from imserver.errors import Conflict, NotAuthenticated, PermissionDeniedError, ValidationFailed
 from users.models import Role, User
 
@@ -47,11 +48,15 @@ def user_create(
     return user
 
 
+@transaction.atomic
 def user_role_change(*, user: User, user_role: str) -> User:
     """Change a user's system role (in-group roles are left as they are)."""
     check_role(user_role)
+    before = user.user_role
     user.user_role = user_role
     user.save(update_fields=["user_role", "updated_at"])
+    if before != user_role:
+        audit(action="user.role_change", target=user.user_id, details={"from": before, "to": user_role})
     return user
 
 
@@ -85,6 +90,8 @@ def user_deactivate(*, user: User) -> User:
 
     Access tokens are refused because the user is inactive (REST and WebSocket check it), refresh tokens
     because they are blacklisted; the open connections are closed by chat's receiver of the save."""
+    if user.is_active:
+        audit(action="user.deactivate", target=user.user_id)
     user.is_active = False
     user.save(update_fields=["is_active", "updated_at"])
     outstanding = (OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now())
@@ -94,8 +101,11 @@ def user_deactivate(*, user: User) -> User:
     return user
 
 
+@transaction.atomic
 def user_reactivate(*, user: User) -> User:
     """Let the user in again; tokens refused by the deactivation stay refused (they log in anew)."""
+    if not user.is_active:
+        audit(action="user.reactivate", target=user.user_id)
     user.is_active = True
     user.save(update_fields=["is_active", "updated_at"])
     return user

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const PAGE_SIZE = 30;
 const TYPING_SHOW_MS = 3000;
 const TYPING_SEND_MS = 2500;
+const READ_SEND_MS = 500;
 
 const state = {
   token: sessionStorage.getItem("im.access"),
@@ -16,7 +17,9 @@ const state = {
   messages: new Map(),   // group_id -> Map(seq -> Message), each message once
   contiguous: new Map(), // group_id -> highest seq with nothing missing below it (since the first loaded)
   nextPage: new Map(),   // group_id -> next history page to load, or 0 when all is loaded
-  unread: new Map(),
+  unread: new Map(),     // group_id -> unread count, from the server (Group, `connected`) and pushes since
+  readSent: new Map(),   // group_id -> highest seq sent in a `read` frame
+  readTimer: null,
   current: null,
   ws: null,
   attempt: 0,
@@ -120,6 +123,7 @@ $("logout").addEventListener("click", async () => {
 async function loadGroups() {
   const data = await api("GET", "/api/group/?page_size=100");
   state.groups = new Map(data.groups.map((g) => [g.group_id, g]));
+  for (const group of data.groups) setUnread(group.group_id, group.unread_count);
   renderGroups();
   if (state.current && !state.groups.has(state.current)) closeGroup();
   if (!state.current && data.groups.length) openGroup(data.groups[0].group_id);
@@ -164,6 +168,27 @@ async function openGroup(groupId) {
   }
   renderMessages({ toBottom: true });
   sync(groupId);
+  markRead(groupId);
+}
+
+function setUnread(groupId, count) {
+  if (groupId === state.current || !count) state.unread.delete(groupId);
+  else state.unread.set(groupId, count);
+}
+
+// Tell the server how far the shown group has been read: at most one `read` frame per READ_SEND_MS, so that a
+// sync of many messages costs one frame, not one per message (frames are rate-limited per connection).
+function markRead(groupId) {
+  if (groupId !== state.current || state.readTimer) return;
+  state.readTimer = setTimeout(() => {
+    state.readTimer = null;
+    const current = state.current;
+    const seq = state.contiguous.get(current) || 0;
+    if (!current || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+    if (seq <= (state.readSent.get(current) || 0)) return;
+    state.readSent.set(current, seq);
+    state.ws.send(JSON.stringify({ type: "read", group_id: current, seq }));
+  }, READ_SEND_MS);
 }
 
 function closeGroup() {
@@ -242,7 +267,10 @@ function addMessage(message) {
     sync(message.group_id);  // a gap: fetch what is missing
   }
   if (message.msg_type === "AI_REPLY" && message.group_id === state.current) $("ai-thinking").hidden = true;
-  if (!known && message.group_id === state.current) renderMessages({ toBottom: nearBottom() });
+  if (!known && message.group_id === state.current) {
+    renderMessages({ toBottom: nearBottom() });
+    markRead(message.group_id);
+  }
 }
 
 function advanceContiguous(groupId) {
@@ -454,6 +482,10 @@ function handle(frame) {
       state.attempt = 0;
       setStatus("online", "online");
       for (const { group_id: groupId } of frame.groups) if (state.messages.has(groupId)) sync(groupId);
+      for (const group of frame.groups) setUnread(group.group_id, group.unread_count);
+      state.readSent.clear();  // a new connection: say again how far the shown group is read
+      if (state.current) markRead(state.current);
+      renderGroups();
       if (frame.groups.some((g) => !state.groups.has(g.group_id))) loadGroups();
       break;
     case "message":
@@ -489,6 +521,13 @@ function handle(frame) {
     case "member_joined":
     case "member_left":
       memberChanged(frame);
+      break;
+    case "read_receipt":
+      // Our own read on another tab or device: that group is read up to there.
+      if (frame.user_id === state.me.user_id && frame.last_read_seq >= (state.groups.get(frame.group_id) || {}).last_seq) {
+        state.unread.delete(frame.group_id);
+        renderGroups();
+      }
       break;
     case "error":
       $("chat-error").textContent = frame.message;
