@@ -4,6 +4,7 @@ from django.db import models
 from chat.models import Message
 from groups.models import ChatGroup
 from imserver import ids
+from imserver.crypto import EncryptedJSONField, EncryptedTextField
 
 
 class Status(models.TextChoices):
@@ -40,14 +41,15 @@ class AIInteractionRecord(models.Model):
     user_message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="ai_record")
     ai_message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     service_url = models.CharField(max_length=500, blank=True, default="")
-    request_body = models.JSONField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    # Encrypted at rest with IM_ENCRYPTION_KEYS, as the messages are: they carry the patient's words.
+    request_body = EncryptedJSONField(null=True, blank=True)
+    response_body = EncryptedJSONField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROCESSING)
     attempts = models.PositiveIntegerField(default=0)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
     answered_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    draft = models.TextField(blank=True, default="")
+    draft = EncryptedTextField(blank=True, default="")
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     reviewed_at = models.DateTimeField(null=True, blank=True)
