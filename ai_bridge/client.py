@@ -179,8 +179,7 @@ def _events(response: httpx.Response, deadline: _Deadline):
             line = line.rstrip(b"\r")
             if line.startswith(b"data:"):
                 yield line[5:].strip().decode("utf-8", errors="replace")
-    if buffer.startswith(b"data:"):
-        yield buffer[5:].strip().decode("utf-8", errors="replace")
+    # What is left had no line end: an event the service never finished (the stream was cut), not an event.
 
 
 class _Stream:
