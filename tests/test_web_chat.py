@@ -126,8 +126,8 @@ def test_doctor_and_patient_chat_with_the_ai_and_the_doctor_takes_over(browser, 
     pat.screenshot(path=str(OUTPUT / "web-chat-patient.png"), full_page=True)
 
     # The patient sees no switch; the doctor turns the AI off.
-    assert pat.locator("#ai-switch-label").is_hidden()
-    doc.uncheck("#ai-switch")
+    assert pat.locator("#ai-mode-label").is_hidden()
+    doc.select_option("#ai-mode", "off")
     doc.locator(".notice", has_text="The AI assistant is off").wait_for(timeout=WAIT_MS)
     say(pat, "Is it fine to walk?")
     wait_text(doc, "Is it fine to walk?")

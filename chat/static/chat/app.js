@@ -26,6 +26,10 @@ const state = {
   typing: new Map(),     // user_id -> timer
   lastTypingSent: 0,
   stopped: false,
+  streams: new Map(),    // record_id -> {group_id, user_message_id, text}: an AI answer as it is written
+  drafts: new Map(),     // record_id -> {group_id, user_message_id, content}: review mode, doctors only
+  escalations: new Map(), // group_id -> reason: an escalation waits for a doctor to write
+  draftsLoaded: new Set(),
 };
 
 // --- REST -----------------------------------------------------------------------------------------
@@ -139,6 +143,13 @@ function renderGroups() {
     const name = document.createElement("span");
     name.textContent = group.group_name;
     item.append(name);
+    if (state.escalations.has(group.group_id) || (group.ai_paused && state.me.user_role === "DOCTOR")) {
+      const alert = document.createElement("span");
+      alert.className = "alert";
+      alert.title = "An escalation waits for a doctor";
+      alert.textContent = "!";
+      item.append(alert);
+    }
     const unread = state.unread.get(group.group_id) || 0;
     if (unread) {
       const badge = document.createElement("span");
@@ -195,7 +206,8 @@ function closeGroup() {
   state.current = null;
   $("group-title").textContent = "Pick a group";
   $("composer").hidden = true;
-  $("ai-switch-label").hidden = true;
+  $("ai-mode-label").hidden = true;
+  $("escalation-banner").hidden = true;
   $("messages").replaceChildren();
 }
 
@@ -210,10 +222,12 @@ function renderMembers() {
   if (!groupId) return;
   const members = state.members.get(groupId) || new Map();
   $("members").textContent = [...members.values()].map((m) => `${m.username} (${m.user_role})`).join(", ");
-  const mine = members.get(state.me.user_id);
   const group = state.groups.get(groupId);
-  $("ai-switch-label").hidden = !(mine && mine.user_role === "DOCTOR");
-  $("ai-switch").checked = !!(group && group.ai_enabled);
+  const doctor = isDoctorIn(groupId);
+  $("ai-mode-label").hidden = !doctor;
+  if (group) $("ai-mode").value = group.ai_mode || (group.ai_enabled ? "auto" : "off");
+  if (doctor && group && group.ai_mode === "review" && !state.draftsLoaded.has(groupId)) loadDrafts(groupId);
+  renderEscalation();
 }
 
 async function loadOlder(groupId) {
@@ -266,7 +280,15 @@ function addMessage(message) {
   if (message.seq > (state.contiguous.get(message.group_id) || 0) + 1 && message.seq > before + 1) {
     sync(message.group_id);  // a gap: fetch what is missing
   }
-  if (message.msg_type === "AI_REPLY" && message.group_id === state.current) $("ai-thinking").hidden = true;
+  if (message.msg_type === "AI_REPLY") {
+    streamsEnd(message.group_id, message.reply_to);  // the stored reply replaces the text as it was written
+    if (message.group_id === state.current) $("ai-thinking").hidden = true;
+  }
+  if (message.from_role === "DOCTOR" && !known && state.escalations.has(message.group_id)) {
+    escalationSet(message.group_id, null);  // a doctor wrote: the pause is over
+  } else if (message.from_role === "DOCTOR" && group && group.ai_paused) {
+    escalationSet(message.group_id, null);
+  }
   if (!known && message.group_id === state.current) {
     renderMessages({ toBottom: nearBottom() });
     markRead(message.group_id);
@@ -304,6 +326,7 @@ function renderMessages({ toBottom = false } = {}) {
   }
   for (const message of items) nodes.push(messageNode(message));
   for (const notice of noticesFor(groupId)) nodes.push(notice);
+  nodes.push(...streamNodes(groupId), ...draftNodes(groupId));
   box.replaceChildren(...nodes);
   if (toBottom) box.scrollTop = box.scrollHeight;
 }
@@ -402,17 +425,141 @@ $("composer-input").addEventListener("keydown", (event) => {
   }
 });
 
-$("ai-switch").addEventListener("change", async (event) => {
+const MODE_NOTICES = {
+  auto: "The AI assistant is on.",
+  review: "The AI assistant drafts answers; a doctor approves each before the patient sees it.",
+  off: "The AI assistant is off: a doctor has taken over.",
+};
+
+$("ai-mode").addEventListener("change", async (event) => {
   const groupId = state.current;
+  const before = state.groups.get(groupId);
   try {
-    const group = await api("PATCH", `/api/group/${groupId}`, { ai_enabled: event.target.checked });
+    const group = await api("PATCH", `/api/group/${groupId}`, { ai_mode: event.target.value });
     state.groups.set(groupId, group);
-    notice(groupId, group.ai_enabled ? "The AI assistant is on." : "The AI assistant is off: a doctor has taken over.");
+    notice(groupId, MODE_NOTICES[group.ai_mode]);
   } catch (e) {
-    event.target.checked = !event.target.checked;
+    event.target.value = before.ai_mode;
     $("chat-error").textContent = e.message;
   }
 });
+
+function isDoctorIn(groupId) {
+  const members = state.members.get(groupId);
+  const mine = members && members.get(state.me.user_id);
+  return !!(mine && mine.user_role === "DOCTOR");
+}
+
+// --- the AI's answers as they are written, drafts and escalations ----------------------------------------------
+
+function streamDelta(frame) {
+  const stream = state.streams.get(frame.record_id);
+  // index 0 starts the text afresh: a stream cut short is answered again from the beginning.
+  const text = frame.index === 0 || !stream ? frame.text : stream.text + frame.text;
+  state.streams.set(frame.record_id, { group_id: frame.group_id, user_message_id: frame.user_message_id, text });
+  if (frame.group_id === state.current) renderMessages({ toBottom: nearBottom() });
+}
+
+function streamsEnd(groupId, userMessageId) {
+  for (const [recordId, stream] of state.streams) {
+    if (stream.group_id === groupId && stream.user_message_id === userMessageId) state.streams.delete(recordId);
+  }
+}
+
+function streamNodes(groupId) {
+  const nodes = [];
+  for (const stream of state.streams.values()) {
+    if (stream.group_id !== groupId) continue;
+    const node = document.createElement("div");
+    node.className = "msg from-AI_ASSISTANT streaming";
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.textContent = "AI assistant is writing…";
+    const content = document.createElement("div");
+    content.className = "content";
+    content.textContent = stream.text;
+    node.append(meta, content);
+    nodes.push(node);
+  }
+  return nodes;
+}
+
+async function loadDrafts(groupId) {
+  state.draftsLoaded.add(groupId);
+  try {
+    const data = await api("GET", `/api/ai/interactions?group_id=${encodeURIComponent(groupId)}&status=AWAITING_REVIEW&page_size=100`);
+    for (const record of data.interactions) {
+      state.drafts.set(record.record_id, { group_id: groupId, user_message_id: record.user_message_id,
+        content: record.draft });
+    }
+    if (groupId === state.current) renderMessages();
+  } catch (e) {
+    state.draftsLoaded.delete(groupId);
+  }
+}
+
+function draftNodes(groupId) {
+  const nodes = [];
+  for (const [recordId, draft] of state.drafts) {
+    if (draft.group_id !== groupId) continue;
+    const node = document.createElement("div");
+    node.className = "draft";
+    node.dataset.recordId = recordId;
+    const title = document.createElement("div");
+    title.className = "meta";
+    title.textContent = "AI draft awaiting your review (the patient does not see it)";
+    const text = document.createElement("textarea");
+    text.className = "draft-text";
+    text.rows = 3;
+    text.value = draft.content;
+    const approve = document.createElement("button");
+    approve.className = "draft-approve";
+    approve.textContent = "Approve";
+    approve.addEventListener("click", () => decide(recordId, "approve",
+      text.value === draft.content ? {} : { content: text.value }));
+    const reject = document.createElement("button");
+    reject.className = "draft-reject";
+    reject.textContent = "Reject";
+    reject.addEventListener("click", () => decide(recordId, "reject", {}));
+    node.append(title, text, approve, reject);
+    nodes.push(node);
+  }
+  return nodes;
+}
+
+async function decide(recordId, verb, body) {
+  try {
+    await api("POST", `/api/ai/interactions/${recordId}/${verb}`, body);
+    state.drafts.delete(recordId);
+    if (verb === "reject") notice(state.current, "You rejected the AI's draft; nothing was sent.");
+    renderMessages({ toBottom: nearBottom() });
+  } catch (e) {
+    if (e.status === 409) state.drafts.delete(recordId);  // another doctor decided first
+    $("chat-error").textContent = e.message;
+    renderMessages();
+  }
+}
+
+function escalationSet(groupId, reason) {
+  if (reason) state.escalations.set(groupId, reason); else state.escalations.delete(groupId);
+  const group = state.groups.get(groupId);
+  if (group) group.ai_paused = !!reason;
+  renderGroups();
+  renderEscalation();
+}
+
+function renderEscalation() {
+  const groupId = state.current;
+  const group = groupId && state.groups.get(groupId);
+  const waiting = group && isDoctorIn(groupId) && (state.escalations.has(groupId) || group.ai_paused);
+  const banner = $("escalation-banner");
+  banner.hidden = !waiting;
+  if (waiting) {
+    const reason = state.escalations.get(groupId);
+    banner.textContent = `Escalation${reason ? `: ${reason}` : ""}. The patient was told a doctor is alerted; ` +
+      "the AI assistant is paused until a doctor writes here.";
+  }
+}
 
 // --- WebSocket ----------------------------------------------------------------------------------------------
 
@@ -504,16 +651,25 @@ function handle(frame) {
         if (frame.group_id === state.current) $("ai-thinking").hidden = false;
       } else {
         if (frame.group_id === state.current) $("ai-thinking").hidden = true;
-        // suppressed: a doctor took over (or switched the AI off) while it was answering; it stays silent.
+        // suppressed: a doctor took over (or switched the AI off) while it was answering; it stays silent, and
+        // whatever of its answer was shown as it was written goes.
+        streamsEnd(frame.group_id, frame.user_message_id);
+        if (frame.group_id === state.current) renderMessages({ toBottom: nearBottom() });
         if (frame.status === "failed") notice(frame.group_id, "The AI assistant could not answer this time.", "failed");
       }
       break;
     case "escalation": // doctors only: a red flag, or the AI asked for a human; the AI is paused until one writes
-      notice(frame.group_id, `Escalation: ${frame.reason}. The AI assistant is paused until a doctor writes here.`,
-        "failed");
+      escalationSet(frame.group_id, frame.reason);
       break;
-    case "ai_draft": // doctors only, review mode: the API approves or rejects it
-      notice(frame.group_id, `AI draft awaiting a doctor's review: ${frame.content}`);
+    case "ai_draft": // doctors only, review mode: approve (edited or not) or reject
+      state.streams.delete(frame.record_id);
+      state.drafts.set(frame.record_id, { group_id: frame.group_id, user_message_id: frame.user_message_id,
+        content: frame.content });
+      if (frame.group_id === state.current) $("ai-thinking").hidden = true;
+      if (frame.group_id === state.current) renderMessages({ toBottom: nearBottom() });
+      break;
+    case "ai_delta":
+      streamDelta(frame);
       break;
     case "typing":
       showTyping(frame);
