@@ -26,12 +26,12 @@ def pct(values, *qs) -> dict:
 
 
 def _load_samples(samples_dir: Path) -> dict:
-    merged = {"sends": [], "deliveries": [], "ai": [], "probes": [], "connections": [], "errors": {},
-              "unanswered_ai": 0}
+    merged = {"sends": [], "deliveries": [], "ai": [], "ai_first_delta": [], "probes": [], "connections": [],
+              "errors": {}, "unanswered_ai": 0}
     for path in sorted(samples_dir.glob("samples-*.json")):
         part = json.loads(path.read_text())
-        for key in ("sends", "deliveries", "ai", "probes", "connections"):
-            merged[key] += part[key]
+        for key in ("sends", "deliveries", "ai", "ai_first_delta", "probes", "connections"):
+            merged[key] += part.get(key, [])
         for kind, n in part["errors"].items():
             merged["errors"][kind] = merged["errors"].get(kind, 0) + n
         merged["unanswered_ai"] += part["unanswered_ai"]
@@ -163,6 +163,8 @@ def analyse(*, scenario, params, fixture, samples_dir, truth, resources, probes,
         patient_messages = truth["patient_messages"]
         result["ai"] = {
             "overhead_ms": pct([a[1] for a in samples["ai"]], 50, 95, 99),
+            # Streamed answers: the first text a patient sees, minus when the service sends its first piece.
+            "first_delta_overhead_ms": pct([a[1] for a in samples["ai_first_delta"]], 50, 95, 99),
             "patient_messages": patient_messages, "replies_received": len(samples["ai"]),
             "replies_stored": truth["ai_replies"], "answered_twice": truth["ai_messages_answered_twice"],
             "unanswered_when_stopped": samples["unanswered_ai"], "records": truth["ai_records"],
@@ -219,6 +221,8 @@ def headline(result: dict) -> str:
                      f" {result['throughput']['messages_per_s']} messages/s")
     if s == "ai":
         a = result["ai"]
+        first = a.get("first_delta_overhead_ms", {})
+        lines.append(f"   first streamed text overhead p50 {first.get('p50')} ms p95 {first.get('p95')} ms")
         lines.append(f"   AI overhead p50 {a['overhead_ms']['p50']} ms p95 {a['overhead_ms']['p95']} ms; "
                      f"{a['replies_stored']} replies to {a['patient_messages']} patient messages; "
                      f"{a.get('calls_per_patient_message')} AI calls per patient message (bursts of {a.get('burst', 1)})")
@@ -257,6 +261,8 @@ def markdown(result: dict, images: list[str]) -> str:
                                                                      result["delivery_ms"])]
         if s == "ai":
             rows.append(("AI reply minus the AI's own latency, ms", result["ai"]["overhead_ms"]))
+            rows.append(("first streamed text minus the service's first piece, ms",
+                         result["ai"].get("first_delta_overhead_ms", {})))
         for name, p in rows:
             out.append(f"| {name} | {_ms(p.get('p50'))} | {_ms(p.get('p95'))} | {_ms(p.get('p99'))} | "
                        f"{_ms(p.get('max'))} | {p.get('count')} |")

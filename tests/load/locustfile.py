@@ -43,6 +43,7 @@ class Samples:
         self.sends = []  # [sent_at, answer_ms, transport, ok]
         self.deliveries = []  # [received_at, latency_ms]
         self.ai = []  # [replied_at, overhead_ms]
+        self.ai_first_delta = []  # [received_at, overhead_ms]: the first streamed text of an awaited answer
         self.probes = []  # [probe, received_at, latency_ms]
         self.connections = []  # per connection: {group_id: [baseline, unique, duplicated, out_of_order]}
         self.errors = {}
@@ -125,6 +126,7 @@ class CareTeamMember(User):
         self.acks: dict[str, AsyncResult] = {}
         self.awaiting_ai: dict[str, tuple[str, float]] = {}  # message_id -> (group_id, sent at), answers awaited
         self.seqs: dict[str, int] = {}  # message_id -> seq of the patients' messages seen (ai scenario)
+        self.first_seen: set[str] = set()  # awaited messages whose first streamed text has come
         self.ai_replied = Event()
         self.groups: dict[str, GroupSeqs] = {}
         self.recorded = False
@@ -187,6 +189,8 @@ class CareTeamMember(User):
                     waiter.set_exception(RuntimeError(f"{frame.get('code')}: {frame.get('message')}"))
                 else:
                     SAMPLES.error(f"ws_error_{frame.get('code')}")
+            elif kind == "ai_delta" and frame["index"] == 0:
+                self._first_delta(frame, now)
             elif kind == "connected":
                 self.connected.set(frame)
 
@@ -209,6 +213,15 @@ class CareTeamMember(User):
         elif content.startswith("probe "):
             _, probe, sent_at = content.split(" ")
             SAMPLES.probes.append([int(probe), now, (now - float(sent_at)) * 1000])
+
+    def _first_delta(self, frame: dict, now: float):
+        """The first streamed text of an awaited answer: what the IM adds before the patient sees it grow."""
+        awaited = self.awaiting_ai.get(frame.get("user_message_id"))
+        if awaited is not None and frame["user_message_id"] not in self.first_seen:
+            self.first_seen.add(frame["user_message_id"])
+            overhead = (now - awaited[1] - PARAMS.get("ai_latency", 0.0) - PARAMS.get("coalesce_seconds", 0.0)) * 1000
+            SAMPLES.ai_first_delta.append([now, overhead])
+            self._fire_ms("AI", "first delta overhead", overhead)
 
     def _answered(self, frame: dict, now: float):
         """An AI reply answers the message it names and, coalesced into it, every earlier one of its group."""
