@@ -113,6 +113,8 @@ class Deployment:
         self.settings["AI_SERVICE_URL"] = f"http://127.0.0.1:{ai_port}/reply"
         self.ai = self._start("ai-service", [sys.executable, "manage.py", "ai_reference_serve", "--port", str(ai_port),
                                              "--latency", str(self.ai_latency), "--jitter", "0",
+                                             # streamed pieces sent back to back: the AI's time is its latency
+                                             "--chunk-delay", "0",
                                              "--api-key", self.settings["AI_SERVICE_API_KEY"]])
         for i in range(self.n_servers):
             port = free_port()
