@@ -7,7 +7,7 @@ PORT    ?= 8000
 AI_PORT ?= 8001
 STAMP   := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: install run test migrate clean browser bench
+.PHONY: install run test migrate clean browser bench deploy-tools
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,21 @@ browser:
 		echo "installed chromium"; } || \
 		echo "chromium is not installed and could not be: browser tests will be skipped"
 
-test: install browser
+# The deployment tests run Debian's nginx, the PostgreSQL 15 server binaries (a primary and a standby of their own)
+# and redis-server (also as Sentinels); install what is missing when we may (root, apt), as for Chromium.
+deploy-tools: export DEBIAN_FRONTEND = noninteractive
+deploy-tools:
+	@missing=""; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	[ -x /usr/lib/postgresql/15/bin/pg_basebackup ] || missing="$$missing postgresql-15"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1; }; } && \
+		echo "installed$$missing"; } || \
+		echo "not installed and could not be:$$missing: the deployment tests that need them will be skipped"
+
+test: install browser deploy-tools
 	$(PY) -m pytest
 
 # The benchmark: a production-like deployment on this machine loaded by Locust (see bench/run.py).

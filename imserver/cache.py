@@ -9,6 +9,7 @@ import threading
 import redis
 import redis.asyncio
 import redis.asyncio.sentinel
+import redis.connection
 import redis.sentinel
 from django.conf import settings
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache

@@ -35,6 +35,8 @@ _reading_on: ContextVar[str | None] = ContextVar("replica_read_on", default=None
 _wrote_in: ContextVar[str | None] = ContextVar("replica_wrote_in", default=None)
 # Errors of a replica that is away or refuses the query (a recovery conflict): the primary answers instead.
 _REPLICA_ERRORS = (OperationalError, InterfaceError)
+# Seconds between checks of a replica found down: each failed connect is a warning in the log of every process.
+DOWN_RECHECK_SECONDS = 5.0
 
 
 class ReplicaRouter:
@@ -140,7 +142,8 @@ class _Monitor:
         self._ensure_running()
         # A state the thread has not renewed for a while (a check hanging on an unreachable host) is not trusted.
         fresh_after = time.monotonic() - 3 * settings.DATABASE_REPLICA_CHECK_INTERVAL - 1
-        return [alias for alias, state in self.states.items() if state.status == "ok" and state.checked_at > fresh_after]
+        return [alias for alias, state in self.states.items()
+                if state.status == "ok" and state.checked_at > fresh_after]
 
     def set_down(self, alias: str, exc: Exception) -> None:
         """A read found the replica failing: no reads go to it until a check finds it well again."""
@@ -155,7 +158,7 @@ class _Monitor:
             return self.states
         try:
             primary_lsn = self._primary_lsn()
-            states = {alias: self._probe(alias, primary_lsn) for alias in replica_aliases()}
+            states = {alias: self._recheck(alias, primary_lsn) for alias in replica_aliases()}
             for alias, state in states.items():
                 before = self.states.get(alias)
                 if before is None or before.status != state.status:
@@ -166,6 +169,13 @@ class _Monitor:
             return states
         finally:
             self.lock.release()
+
+    def _recheck(self, alias: str, primary_lsn: str | None) -> ReplicaState:
+        before = self.states.get(alias)
+        if before is not None and before.status == "down" \
+                and time.monotonic() - before.checked_at < DOWN_RECHECK_SECONDS:
+            return before
+        return self._probe(alias, primary_lsn)
 
     def _ensure_running(self):
         if self.pid == os.getpid():
@@ -179,7 +189,7 @@ class _Monitor:
         while True:
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - the monitor outlives any one bad check
+            except Exception:
                 logger.exception("database replica check failed")
             finally:
                 # Back to the pool between checks (the thread's connections are its own).
@@ -202,7 +212,8 @@ class _Monitor:
         try:
             with connections[alias].cursor() as cursor:
                 cursor.execute(
-                    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= COALESCE(%s::pg_lsn, pg_last_wal_receive_lsn()),"
+                    "SELECT pg_is_in_recovery(),"
+                    " pg_last_wal_replay_lsn() >= COALESCE(%s::pg_lsn, pg_last_wal_receive_lsn()),"
                     " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())", [primary_lsn])
                 standby, caught_up, since_replay = cursor.fetchone()
         except DatabaseError as exc:

@@ -181,7 +181,8 @@ for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
     # primary under the replica's name.
     _replica = env.db_url_config(_url)
     _replica.update(CONN_MAX_AGE=DATABASES["default"]["CONN_MAX_AGE"], CONN_HEALTH_CHECKS=True,
-                    OPTIONS={**DATABASES["default"]["OPTIONS"], **_replica.get("OPTIONS", {})}, TEST={"MIRROR": "default"})
+                    OPTIONS={**DATABASES["default"]["OPTIONS"], **_replica.get("OPTIONS", {})},
+                    TEST={"MIRROR": "default"})
     DATABASES[f"replica{_number}"] = _replica
 DATABASE_ROUTERS = ["imserver.dbrouter.ReplicaRouter"] if DATABASE_REPLICA_URLS else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -208,7 +209,7 @@ REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
 REDIS_SENTINEL_KWARGS = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
                          **({"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {})}
 # The master's db, username and password, as REDIS_URL gives them.
-from redis.connection import parse_url as redis_parse_url  # noqa: E402
+from redis.connection import parse_url as redis_parse_url
 
 REDIS_MASTER_PARAMS = {key: value for key, value in redis_parse_url(REDIS_URL).items()
                        if key in ("db", "username", "password")} if REDIS_URL else {}

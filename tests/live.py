@@ -230,9 +230,9 @@ def start_ai_service(processes):
 
 
 # --- The production topology on one machine: nginx, a PostgreSQL primary with a hot standby, Redis with Sentinels ---
-import contextlib  # noqa: E402
-import re  # noqa: E402
-import tempfile  # noqa: E402
+import contextlib
+import re
+import tempfile
 
 
 def deploy_tool(name: str, *paths: str) -> str:
@@ -269,12 +269,13 @@ class Nginx(Process):
         prefix = log_dir / name
         prefix.mkdir(exist_ok=True)
         site = (ROOT / "deploy/nginx/imserver.conf").read_text()
-        lines = "".join(f"    server 127.0.0.1:{server.port} max_fails=1 fail_timeout=2s;\n" for server in upstreams)
+        lines = "".join(f"    server 127.0.0.1:{server.port} max_fails=0;\n" for server in upstreams)
         site, upstream_lines = re.subn(r"(?m)^    server 127\.0\.0\.1:80\d\d .*;\n", "", site)
         assert upstream_lines, "deploy/nginx/imserver.conf: no upstream server lines to replace"
         site = site.replace("upstream imserver {\n", "upstream imserver {\n" + lines, 1)
         site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};", 1)
         site = site.replace("alias /srv/imserver/static/;", f"alias {static_root}/;", 1)
+        site = site.replace("/var/log/nginx/", f"{prefix}/")
         (prefix / "imserver.conf").write_text(site)
         temp_paths = "".join(f"    {kind}_temp_path {prefix}/{kind};\n"
                              for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -284,10 +285,14 @@ class Nginx(Process):
             "events { worker_connections 1024; }\n"
             f"http {{\n    include /etc/nginx/mime.types;\n    access_log {prefix}/access.log;\n{temp_paths}"
             f"    include {prefix}/imserver.conf;\n}}\n")
-        self.access_log = prefix / "access.log"
+        self.logs = [prefix / "imserver.access.log", prefix / "error.log"]
         argv = [deploy_tool("nginx", "/usr/sbin/nginx"), "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                 "-g", "daemon off;"]
         super().__init__(log_dir, name, argv, health_url=f"{self.url}/health")
+
+    def log_text(self) -> str:
+        """What nginx has logged so far, access and errors."""
+        return "".join(path.read_text(errors="replace") for path in self.logs if path.exists())
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
@@ -410,8 +415,8 @@ def postgres_cluster(processes):
 def default_database(url: str):
     """Point this test's ORM (the `default` alias, in this thread) at another database for a while, e.g. the
     primary of a PostgresCluster, so that the fixtures and the shared checks read and write there."""
-    from django.db import connections
     import environ
+    from django.db import connections
 
     saved = connections["default"]
     conf = {**saved.settings_dict, **environ.Env.db_url_config(url), "OPTIONS": {}, "CONN_MAX_AGE": 0}
@@ -518,14 +523,16 @@ def start_nginx(processes, tmp_path):
 
 def procfile_command(process: str, **values) -> list[str]:
     """The command line of one process of deploy/Procfile, as honcho's shell would run it: `$NAME` and
-    `${NAME:-default}` from `values` (else the default), without the leading `exec`, with this interpreter."""
+    `${NAME:-default}` from `values` (else the default), with this interpreter, and without `exec` and
+    deploy/respawn (the test is the supervisor: a process it kills must stay dead)."""
     import shlex
 
     line = re.search(rf"(?m)^{process}: (.+)$", (ROOT / "deploy/Procfile").read_text()).group(1)
     line = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: str(values.get(m.group(1), m.group(2))), line)
     line = re.sub(r"\$(\w+)", lambda m: str(values[m.group(1)]), line)
     argv = shlex.split(line)
-    argv = argv[1:] if argv[0] == "exec" else argv
+    while argv[0] in ("exec", "env", "deploy/respawn") or re.fullmatch(r"\w+=.*", argv[0]):
+        argv = argv[1:]  # the test sets the environment itself
     return [sys.executable, *argv[1:]] if argv[0] == ".venv/bin/python" else argv
 
 
@@ -548,3 +555,40 @@ def start_production_server(processes):
         return processes(ProductionServer(processes.log_dir, name, **env))
 
     return start
+
+
+class Respawned(Process):
+    """A process run through deploy/respawn, as deploy/Procfile runs it: started again when it dies by itself.
+    It has a process group of its own, so that stop() and kill() reach the command as well as respawn."""
+
+    def __init__(self, log_dir: Path, name: str, argv: list[str], **env):
+        self.name, self.health_url, self.argv, self.env = name, None, [str(ROOT / "deploy/respawn"), *argv], \
+            server_env(**env)
+        self.log_path = log_dir / f"{name}.log"
+        self.restart()
+
+    def restart(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def respawns(self) -> int:
+        """How often respawn had to start the command again."""
+        return self.output().count("respawn: ")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group outlived respawn
+        self.log.close()

@@ -11,8 +11,7 @@ import pytest
 
 from groups.services import group_create, member_add
 from tests.fixtures_api import access_token
-from tests.live import (assert_all_received, assert_stored_once, default_database, needs_real_services,
-                        wait_until)
+from tests.live import assert_all_received, assert_stored_once, default_database, needs_real_services, wait_until
 from tests.wsclient import Client
 from users.models import Role
 
@@ -30,7 +29,7 @@ def _env(cluster, **extra) -> dict:
 def _reads(server) -> dict[tuple[str, str], float]:
     """im_db_replica_reads_total of the server: (database, reason) -> count."""
     text = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10).text
-    found = re.findall(r'^im_db_replica_reads_total\{database="([^"]+)",reason="([^"]+)"\} (\S+)$', text, re.M)
+    found = re.findall(r'^im_db_replica_reads_total\{database="([^"]+)",reason="([^"]+)"\} (\S+)$', text, re.MULTILINE)
     return {(database, reason): float(value) for database, reason, value in found}
 
 
@@ -118,9 +117,9 @@ def test_history_reads_are_served_by_the_replica(postgres_cluster, start_server,
         # One catch-up page (30 < 50), the newest page, the group list, the member list: all from the replica.
         assert served == {("replica1", "caught_up"): 4}, served
         # The standby ran them: its backends' last statements read the messages and the memberships.
-        queries = [q for (q,) in cluster.replica.sql(
-            f"SELECT query FROM pg_stat_activity WHERE datname = '{cluster.dbname}' AND backend_type = 'client backend'")]
-        assert any('FROM "messages"' in q for q in queries) or any('"group_members"' in q for q in queries), queries
+        queries = [q for (q,) in cluster.replica.sql(f"SELECT query FROM pg_stat_activity WHERE datname ="
+                                                     f" '{cluster.dbname}' AND backend_type = 'client backend'")]
+        assert any('FROM "messages"' in q or '"group_members"' in q for q in queries), queries
 
         async def sync_over_websocket():
             client = Client("patient", patient.user_id, access_token(patient))
@@ -148,8 +147,8 @@ def test_a_paused_replica_never_hides_a_stored_message(postgres_cluster, start_s
         strict = start_server("strict", **_env(cluster, DATABASE_REPLICA_MAX_LAG="2"))
         told = _send(server, doctor, group, 10, "before") + _send(server, doctor, quiet, 3, "quiet")
         cluster.wait_replayed()
-        for s in (server, strict):
-            wait_until(lambda: _replica_report(s)["status"] == "ok", what="the replica ok")
+        for each in (server, strict):
+            wait_until(lambda s=each: _replica_report(s)["status"] == "ok", what="the replica ok")
         reader, strict_reader = Reader(server, patient), Reader(strict, patient)
         assert reader.catch_up(group) == list(range(1, 11))
 
@@ -194,8 +193,8 @@ def test_a_paused_replica_never_hides_a_stored_message(postgres_cluster, start_s
 
         cluster.replica.sql("SELECT pg_wal_replay_resume()")
         cluster.wait_replayed()
-        for s in (server, strict):
-            wait_until(lambda: _replica_report(s)["status"] == "ok", 30, what="the replica ok again")
+        for each in (server, strict):
+            wait_until(lambda s=each: _replica_report(s)["status"] == "ok", 30, what="the replica ok again")
         before = _reads(strict)
         assert strict_reader.catch_up(group) == list(range(1, 21))
         assert _served(before, _reads(strict)) == {("replica1", "caught_up"): 1}

@@ -164,4 +164,6 @@ def test_kill_9_one_server_behind_nginx_clients_reconnect_and_get_every_message_
 
     asyncio.run(scenario())
     assert sorted(m["seq"] for m in told) == list(range(1, TOTAL + 1))
+    # nginx logged the WebSockets that broke, but never their access tokens (they travel in the query string).
+    assert "/ws/" in nginx.log_text() and "token=" not in nginx.log_text() and "eyJ" not in nginx.log_text()
     assert_stored_once(told)

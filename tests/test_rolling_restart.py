@@ -87,4 +87,5 @@ def test_restarting_every_server_in_turn_loses_and_doubles_nothing(start_product
     drained = [line for s in servers for line in s.output().splitlines() if "Shutting down: stopped listening" in line]
     assert len(drained) == 2, drained
     assert sorted(m["seq"] for m in told) == list(range(1, len(told) + 1))
+    assert "token=" not in nginx.log_text() and "eyJ" not in nginx.log_text()
     assert_stored_once(told)

@@ -16,8 +16,8 @@ from twisted.web import http
 
 from groups.services import group_create, member_add
 from imserver.server import EXIT_MARGIN
-from tests.fixtures_api import access_token
 from tests import live
+from tests.fixtures_api import access_token
 from tests.live import assert_all_received, assert_stored_once, needs_real_services
 from tests.wsclient import Client
 from users.models import Role
