@@ -52,6 +52,7 @@ def server_env(**extra) -> dict:
     env.update(DATABASE_URL=test_database_url(), REDIS_URL=settings.REDIS_URL or "",
                DJANGO_SETTINGS_MODULE="imserver.settings", PYTHONUNBUFFERED="1")
     env.pop("COV_CORE_SOURCE", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser tests' own need; never a server's
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

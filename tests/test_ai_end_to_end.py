@@ -32,6 +32,7 @@ def test_patient_question_is_answered_live_and_doctor_is_not_forwarded(
         await p.connect(server.ws_url)
         await d.connect(server.ws_url)
         await d.send({"type": "send_message", "group_id": care_group.group_id, "content": "Doctor here"})
+        await d.wait_for(lambda f: f["type"] == "message_ack")  # before the question: it does not overtake it
         await p.send({"type": "send_message", "group_id": care_group.group_id, "content": "I feel dizzy"})
         ack = await p.wait_for(lambda f: f["type"] == "message_ack")
         question_id = ack["message"]["message_id"]

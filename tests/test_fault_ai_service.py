@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_re
 
 QUESTIONS = 3
 AI_ENV = {"AI_SERVICE_API_KEY": "e2e-ai-key", "AI_SERVICE_TIMEOUT": "1", "AI_MAX_RETRIES": "1",
-          "AI_RETRY_BACKOFF": "0.1", "AI_RETRY_BACKOFF_MAX": "0.2", "IM_SEND_RATE": "10000/min"}
+          "AI_RETRY_BACKOFF": "0.1", "AI_RETRY_BACKOFF_MAX": "0.2", "IM_SEND_RATE": "10000/min",
+          "AI_COALESCE_SECONDS": "0"}  # each question its own record (bursts are test_ai_coalescing's)
 
 # service arguments (None: nothing listens at the URL), the reason the record ends with, and its attempts:
 # garbage is not retried, the others are retried AI_MAX_RETRIES times.
@@ -52,13 +53,17 @@ def test_a_failing_ai_service_never_holds_up_the_conversation(
         await d.connect(server.ws_url)
         questions = []
         async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
-            for i in range(QUESTIONS):
-                for sender, content in ((patient, f"question {i}"), (doctor, f"advice {i}")):
-                    r = await http.post("/api/message/send", json={"group_id": care_group.group_id, "content": content},
-                                        headers={"Authorization": f"Bearer {access_token(sender)}"})
-                    assert r.status_code == 201, r.text
-                    told.append(r.json())
-                questions.append(told[-2]["message_id"])
+            # The doctor writes first: a doctor's message after a question would rightly silence its AI answer
+            # (test_ai_stale_answer_guard), and this test is about the AI failing.
+            sends = [(doctor, f"advice {i}") for i in range(QUESTIONS)] + \
+                [(patient, f"question {i}") for i in range(QUESTIONS)]
+            for sender, content in sends:
+                r = await http.post("/api/message/send", json={"group_id": care_group.group_id, "content": content},
+                                    headers={"Authorization": f"Bearer {access_token(sender)}"})
+                assert r.status_code == 201, r.text
+                told.append(r.json())
+                if sender == patient:
+                    questions.append(r.json()["message_id"])
         # The doctors' messages are pushed as usual, whatever the AI does.
         for client in (p, d):
             for message in told:
