@@ -41,7 +41,7 @@ def ai_escalate(*, record: AIInteractionRecord, reason: str, language: str = "en
             return False
         ChatGroup.objects.filter(pk=record.group_id).update(ai_paused=True)
         audit(action="ai_record.escalate", target=record.record_id,
-              details={"group_id": record.group.group_id, "reason": storable_text(reason, 200)})
+              details={"group_id": record.group.group_id, "reason": storable_text(reason)})
         notices = settings.AI_ESCALATION_NOTICES
         message_send(sender=ai_assistant_ensure(group=record.group), group=record.group,
                      content=notices.get(language) or notices["en"], msg_type=MsgType.SYSTEM,

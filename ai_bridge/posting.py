@@ -40,23 +40,29 @@ def ai_assistant_ensure(*, group: ChatGroup) -> User:
     return assistant
 
 
-def ai_why_silent(*, group_id: int, after_seq: int | None = None, lock: bool = False) -> str | None:
-    """Why an answer must not reach the group now: switched off, paused, or (after `after_seq`) a doctor wrote.
+def ai_hearing(*, group_id: int, after_seq: int | None = None, lock: bool = False) -> tuple[str | None, str | None]:
+    """(why an answer must not reach the group now, or None; the group's AI mode): switched off, paused, or
+    (after `after_seq`) a doctor wrote.
 
     With `lock`, the group's row is held to the end of the transaction: a doctor's message, a switch-off or a
     pause either committed before this check (and is seen) or waits for what follows it."""
     groups = ChatGroup.objects.filter(pk=group_id)
     group = (groups.select_for_update() if lock else groups).values("ai_mode", "ai_paused").first()
     if group is None:
-        return "the group no longer exists"
+        return "the group no longer exists", None
     if group["ai_mode"] == AIMode.OFF:
-        return "the AI was switched off in this group"
+        return "the AI was switched off in this group", group["ai_mode"]
     if group["ai_paused"]:
-        return "an escalation waits for a doctor"
+        return "an escalation waits for a doctor", group["ai_mode"]
     if after_seq is not None and Message.objects.filter(group_id=group_id, seq__gt=after_seq,
                                                         from_role=Role.DOCTOR).exists():
-        return "a doctor wrote in the group after the patient's message"
-    return None
+        return "a doctor wrote in the group after the patient's message", group["ai_mode"]
+    return None, group["ai_mode"]
+
+
+def ai_why_silent(*, group_id: int, after_seq: int | None = None, lock: bool = False) -> str | None:
+    """Why an answer must not reach the group now (see ai_hearing), or None."""
+    return ai_hearing(group_id=group_id, after_seq=after_seq, lock=lock)[0]
 
 
 def ai_record_suppress(*, record: AIInteractionRecord, reason: str, answer: client.AIAnswer | None = None) -> bool:
@@ -125,11 +131,13 @@ class DeltaRelay:
         """Push what has come since the last frame (raises client.StreamStopped when the group went silent)."""
         if not self.pending:
             return
-        reason = ai_why_silent(group_id=self.record.group_id, after_seq=self.record.user_message.seq)
+        reason, mode = ai_hearing(group_id=self.record.group_id, after_seq=self.record.user_message.seq)
         if not connection.in_atomic_block:
             connection.close()  # back to the pool while the stream goes on
         if reason is not None:
             raise client.StreamStopped(reason)
+        # Switched to review mid-stream: from now on the answer is a draft, for the doctors' eyes only.
+        self.doctors_only = self.doctors_only or mode == AIMode.REVIEW
         frame = {"type": "ai_delta", "group_id": self.group_id, "record_id": self.record.record_id,
                  "user_message_id": self.record.user_message.message_id, "index": self.index, "text": self.pending}
         if self.doctors_only:
