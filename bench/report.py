@@ -12,6 +12,7 @@ BARS = {
     "peak": "at least 600 messages/s sustained, each delivered to its 4 other members",
     "connections": "5,000 idle WebSockets held, memory per connection reported",
     "ai": "every patient message answered once, IM overhead p95 < 100 ms",
+    "send": "600 HTTP and 1,200 WebSocket sends/s, 300/s into one group; server CPU per send 2 ms HTTP, 1 ms WS",
 }
 COMPONENTS = ["servers", "workers", "postgresql", "redis", "ai_service", "load"]
 
@@ -398,6 +399,11 @@ def write_summary(out_dir: Path) -> Path:
             last = r["connections"][-1] if r["connections"] else {}
             head = (f"{last.get('connections')} open, {last.get('kb_per_connection')} KB each, broadcast max "
                     f"{last.get('delivery_ms', {}).get('max')} ms")
+        elif scenario == "send":
+            f = r["figures"]
+            head = (f"HTTP {f['http_sends_per_s']}/s at {f['http_server_cpu_ms']} ms, WebSocket "
+                    f"{f['websocket_sends_per_s']}/s at {f['websocket_server_cpu_ms']} ms, one group "
+                    f"{f['hot_group_sends_per_s']}/s")
         elif scenario == "ai":
             head = (f"overhead p95 {r['ai']['overhead_ms']['p95']} ms, {r['ai']['replies_stored']}/"
                     f"{r['ai']['patient_messages']} answered")

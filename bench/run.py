@@ -1,6 +1,6 @@
 """`make bench`: start a production-like deployment, load it with Locust, write results, stop everything.
 
-    python -m bench.run [seed] [peak] [connections] [ai] [--users N] [--duration S] [--servers N] ...
+    python -m bench.run [seed] [peak] [connections] [ai] [send] [--users N] [--duration S] [--servers N] ...
 
 Each scenario gets a fresh deployment (daphne servers, Celery workers, the reference AI service, a private Redis)
 on a database of its own on the PostgreSQL of BENCH_DATABASE_URL (or DATABASE_URL's server, or the local one).
@@ -24,6 +24,8 @@ import psycopg
 
 from bench import report
 from bench.deploy import ROOT, Deployment, Sampler, rss_mb
+from bench.send import DEFAULTS as SEND_DEFAULTS
+from bench.send import SendBench
 
 SCENARIOS = {
     # users: Locust users (members of groups of five); send_interval: seconds between one member's messages.
@@ -35,6 +37,8 @@ SCENARIOS = {
     # deployment's AI_COALESCE_SECONDS (0: every message answered alone, as before coalescing existed).
     "ai": {"patients": 100, "send_interval": 5.0, "send_seconds": 60, "drain_seconds": 8, "ai_latency": 1.0,
            "burst": 1, "burst_gap": 0.2, "coalesce_seconds": 0.0},
+    # closed-loop sends over HTTP (wrk) and WebSocket (bench.wsload): see bench/send.py
+    "send": dict(SEND_DEFAULTS),
 }
 
 
@@ -91,7 +95,10 @@ def main(argv=None):
                 params["coalesce_seconds"] = 1.0 if args.burst > 1 else 0.0
             if scenario == "ai" and args.coalesce is not None:
                 params["coalesce_seconds"] = args.coalesce
-            result = Bench(scenario, params, args, out_dir, command, shared).run()
+            if scenario == "send":
+                result = SendBench(params, args, out_dir, command, shared).run()
+            else:
+                result = Bench(scenario, params, args, out_dir, command, shared).run()
             if not result["integrity"]["ok"]:
                 failures.append(scenario)
     finally:
