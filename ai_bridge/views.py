@@ -3,7 +3,7 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from ai_bridge.models import AIInteractionRecord
+from ai_bridge.models import AIInteractionRecord, Status
 from ai_bridge.review import ai_draft_approve, ai_draft_reject
 from ai_bridge.serializers import (
     ApproveSerializer,
@@ -21,7 +21,7 @@ from imserver.audit import audit
 from chat.serializers import MessageSerializer, message_data
 from imserver.errors import AIServiceUnavailable, NotFound
 from imserver.pagination import paginator_for
-from imserver.schema import BODY_ERRORS, ERRORS
+from imserver.schema import errors, example
 from users.permissions import IsStaff
 
 
@@ -44,8 +44,9 @@ class AIInteractionViewSet(viewsets.GenericViewSet):
             raise NotFound(f"No AI interaction record {record_id!r}.")
         return record
 
-    @extend_schema(parameters=[OpenApiParameter("group_id", str), OpenApiParameter("status", str)],
-                   responses={200: RecordSerializer(many=True), **ERRORS})
+    @extend_schema(operation_id="ai_interaction_list",
+                   parameters=[OpenApiParameter("group_id", str), OpenApiParameter("status", enum=Status.values)],
+                   responses={200: RecordSerializer(many=True), **errors(400, 403, 404)})
     def list(self, request):
         """AI interaction records, newest first (in-group DOCTORs, staff)."""
         params = RecordFilter(data=request.query_params)
@@ -60,7 +61,7 @@ class AIInteractionViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(records.order_by("-id"))
         return self.get_paginated_response(RecordSerializer(page, many=True).data)
 
-    @extend_schema(responses={200: RecordDetailSerializer, **ERRORS})
+    @extend_schema(operation_id="ai_interaction_get", responses={200: RecordDetailSerializer, **errors(403, 404)})
     def retrieve(self, request, record_id=None):
         """One record; staff also see the request and response bodies."""
         record = self._record(record_id)
@@ -71,7 +72,11 @@ class AIInteractionViewSet(viewsets.GenericViewSet):
         return Response(RecordDetailSerializer(record).data)
 
 
-    @extend_schema(request=ApproveSerializer, responses={201: MessageSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="ai_draft_approve", request=ApproveSerializer,
+                   responses={201: MessageSerializer, **errors(403, 404, 409, body=True)},
+                   examples=[example("as is", {}, "Post the draft unchanged"),
+                             example("edited", {"content": "Rest today; we will call you tomorrow."},
+                                     "Post the doctor's edit")])
     @action(detail=True, methods=["post"])
     def approve(self, request, record_id=None):
         """Post the draft, or the doctor's edit of it, as the AI's reply (in-group DOCTORs; 409 unless awaiting)."""
@@ -81,7 +86,9 @@ class AIInteractionViewSet(viewsets.GenericViewSet):
                                  content=body.validated_data.get("content"))
         return Response(message_data(reply), status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=RejectSerializer, responses={200: RecordSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="ai_draft_reject", request=RejectSerializer,
+                   responses={200: RecordSerializer, **errors(403, 404, 409, body=True)},
+                   examples=[example("reject", {"reason": "Needs a phone call instead."}, "Reject the draft")])
     @action(detail=True, methods=["post"])
     def reject(self, request, record_id=None):
         """Reject the draft: nothing is posted (in-group DOCTORs; 409 unless awaiting review)."""
@@ -97,7 +104,10 @@ class AITestViewSet(viewsets.GenericViewSet):
     permission_classes = [IsStaff]
     serializer_class = ProbeSerializer
 
-    @extend_schema(request=ProbeSerializer, responses={200: ProbeResultSerializer, 502: ERRORS[403], **BODY_ERRORS})
+    @extend_schema(operation_id="ai_service_test", request=ProbeSerializer,
+                   responses={200: ProbeResultSerializer, **errors(403, 502, body=True)},
+                   examples=[example("probe", {"message": "Hello from the IM server's AI test."},
+                                     "Call the AI service once")])
     @action(detail=False, methods=["post"], url_path="test")
     def probe(self, request):
         """Call the AI service once and report how it answered (staff)."""

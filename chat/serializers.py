@@ -1,8 +1,10 @@
 from django.conf import settings
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from chat.models import Message, MsgType
 from chat.services import CLIENT_MSG_ID_MAX
+from users.models import Role
 
 SEQ_MAX = 2**63 - 1  # the largest value of the seq column
 
@@ -42,7 +44,7 @@ class MessageSerializer(serializers.Serializer):
     group_id = serializers.CharField()
     seq = serializers.IntegerField()
     from_user_id = serializers.CharField()
-    from_role = serializers.CharField()
+    from_role = serializers.ChoiceField(choices=Role.choices, help_text="The sender's in-group role when sent.")
     msg_type = serializers.ChoiceField(choices=MsgType.choices)
     content = serializers.CharField()
     client_msg_id = serializers.CharField(allow_null=True)
@@ -83,11 +85,23 @@ class ListParams(serializers.Serializer):
         return attrs
 
 
-class MessageListSerializer(serializers.Serializer):
-    """Paged history (`total`, `page`, `page_size`) or catch-up (`has_more`)."""
+class MessagePageSerializer(serializers.Serializer):
+    """Paged history, newest first."""
 
     messages = MessageSerializer(many=True)
-    total = serializers.IntegerField(required=False)
-    page = serializers.IntegerField(required=False)
-    page_size = serializers.IntegerField(required=False)
-    has_more = serializers.BooleanField(required=False)
+    total = serializers.IntegerField(help_text="Messages in the group.")
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+
+
+class MessageCatchUpSerializer(serializers.Serializer):
+    """Catch-up: the messages after `after_seq`, ascending."""
+
+    messages = MessageSerializer(many=True)
+    has_more = serializers.BooleanField(help_text="More messages follow: ask again after the last seq.")
+
+
+# The two shapes of GET /api/message/list: `page`/`page_size` asks for the first, `after_seq`/`limit` the second.
+MessageListSerializer = PolymorphicProxySerializer(
+    component_name="MessageListResponse", serializers=[MessagePageSerializer, MessageCatchUpSerializer],
+    resource_type_field_name=None)

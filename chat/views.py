@@ -11,7 +11,7 @@ from imserver import ids
 from imserver.dbrouter import replica_read
 from imserver.errors import NotFound
 from imserver.pagination import paginator_for
-from imserver.schema import BODY_ERRORS, ERRORS
+from imserver.schema import EXAMPLE_GROUP_ID, errors, example
 
 
 @extend_schema(tags=["messages"])
@@ -24,7 +24,14 @@ class MessageViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return Message.objects.with_refs()
 
-    @extend_schema(request=SendSerializer, responses={201: MessageSerializer, 200: MessageSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="message_send", request=SendSerializer,
+                   responses={201: MessageSerializer, 200: MessageSerializer, **errors(403, 404, 429, body=True)},
+                   examples=[example("text", {"group_id": EXAMPLE_GROUP_ID,
+                                              "content": "How are you feeling today?", "client_msg_id": "dr-0001"},
+                                     "A text message; client_msg_id makes a retry safe"),
+                             example("image", {"group_id": EXAMPLE_GROUP_ID, "msg_type": "IMAGE",
+                                               "content": "https://files.example.org/wound-day3.jpg"},
+                                     "An image: the content is its URL")])
     @action(detail=False, methods=["post"])
     def send(self, request):
         """Send a message to a group; a repeated client_msg_id answers 200 with the first message."""
@@ -37,7 +44,7 @@ class MessageViewSet(viewsets.GenericViewSet):
                                         via="http")
         return Response(message_data(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(responses={200: MessageSerializer, **ERRORS})
+    @extend_schema(operation_id="message_get", responses={200: MessageSerializer, **errors(403, 404)})
     def retrieve(self, request, message_id=None):
         """One message, for members of its group and staff."""
         message = self.get_queryset().filter(message_id=message_id).first()
@@ -47,13 +54,14 @@ class MessageViewSet(viewsets.GenericViewSet):
         return Response(message_data(message))
 
     @extend_schema(
+        operation_id="message_list",
         parameters=[
             OpenApiParameter("group_id", str, required=True),
             OpenApiParameter("after_seq", int, description="Catch-up: messages with seq > after_seq, ascending."),
             OpenApiParameter("limit", int, description="Catch-up page size (default 100, max 500)."),
             OpenApiParameter("page", int), OpenApiParameter("page_size", int),
         ],
-        responses={200: MessageListSerializer, **ERRORS},
+        responses={200: MessageListSerializer, **errors(400, 403, 404)},
         description="Paged history, newest first; or with `after_seq`, a catch-up answer "
                     "`{messages, has_more}` in seq order.",
     )

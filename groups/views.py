@@ -21,7 +21,7 @@ from imserver import ids
 from imserver.dbrouter import replica_read
 from imserver.errors import NotFound, NotGroupMember, PermissionDeniedError
 from imserver.pagination import paginator_for
-from imserver.schema import BODY_ERRORS, ERRORS
+from imserver.schema import EXAMPLE_USER_ID, errors, example
 from users.models import Role, User
 
 
@@ -53,14 +53,19 @@ class GroupViewSet(viewsets.GenericViewSet):
             member_count=Count("memberships")).with_read_state(self.request.user).get(pk=group.pk)
         return Response(GroupSerializer(group).data, status=code)
 
-    @extend_schema(responses={200: GroupSerializer(many=True), **ERRORS})
+    @extend_schema(operation_id="group_list", responses={200: GroupSerializer(many=True), **errors(400)})
     def list(self, request):
         """The caller's groups (staff: all), newest first."""
         # On a replica only once it has replayed everything committed so far (this caller's writes included).
         page = replica_read(lambda: GroupSerializer(self.paginate_queryset(self.get_queryset()), many=True).data)
         return self.get_paginated_response(page)
 
-    @extend_schema(request=GroupCreateSerializer, responses={201: GroupSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="group_create", request=GroupCreateSerializer,
+                   responses={201: GroupSerializer, **errors(403, 404, body=True)},
+                   examples=[example("group", {"group_name": "Cardiology follow-up",
+                                               "description": "Zhang San, after discharge"}, "A group of one doctor"),
+                             example("with members", {"group_name": "Cardiology follow-up", "members": [
+                                 {"user_id": EXAMPLE_USER_ID, "user_role": "PATIENT"}]}, "With its first members")])
     @action(detail=False, methods=["post"], url_path="create")
     def create_group(self, request):
         """Create a group (DOCTOR users and staff); the creator joins as an in-group DOCTOR."""
@@ -74,14 +79,18 @@ class GroupViewSet(viewsets.GenericViewSet):
                                       description=data["description"], members=members)
         return self._answer(group, status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: GroupSerializer, **ERRORS})
+    @extend_schema(operation_id="group_get", responses={200: GroupSerializer, **errors(403, 404)})
     def retrieve(self, request, group_id=None):
         """One group, for its members and staff."""
         group = self._group()
         require_member(request.user, group)
         return self._answer(group)
 
-    @extend_schema(request=GroupUpdateSerializer, responses={200: GroupSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="group_update", request=GroupUpdateSerializer,
+                   responses={200: GroupSerializer, **errors(403, 404, body=True)},
+                   examples=[example("AI off", {"ai_enabled": False}, "A doctor takes the conversation over"),
+                             example("review", {"ai_mode": "review"}, "AI answers become drafts for the doctors"),
+                             example("rename", {"group_name": "Cardiology, week 2"}, "Rename the group")])
     def partial_update(self, request, group_id=None):
         """Rename the group or switch its AI (in-group DOCTORs and staff)."""
         group = self._group()
@@ -91,8 +100,14 @@ class GroupViewSet(viewsets.GenericViewSet):
         services.group_update(group=group, **body.validated_data)
         return self._answer(group)
 
-    @extend_schema(methods=["get"], request=None, responses={200: MemberListSerializer, **ERRORS})
-    @extend_schema(methods=["post"], request=MemberInSerializer, responses={201: MemberSerializer, **BODY_ERRORS})
+    @extend_schema(methods=["get"], operation_id="member_list", request=None,
+                   description="The group's members with their in-group roles (members, staff).",
+                   responses={200: MemberListSerializer, **errors(403, 404)})
+    @extend_schema(methods=["post"], operation_id="member_add", request=MemberInSerializer,
+                   description="Add a member with an in-group role (in-group DOCTORs, staff); 409 ALREADY_MEMBER.",
+                   responses={201: MemberSerializer, **errors(403, 404, 409, body=True)},
+                   examples=[example("patient", {"user_id": EXAMPLE_USER_ID, "user_role": "PATIENT"},
+                                     "Add a patient")])
     @action(detail=True, methods=["get", "post"])
     def members(self, request, group_id=None):
         """List the members (members, staff) or add one (in-group DOCTORs, staff)."""
@@ -109,7 +124,9 @@ class GroupViewSet(viewsets.GenericViewSet):
         member = services.member_add(group=group, user=user, user_role=body.validated_data["user_role"])
         return Response(MemberSerializer(member).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ReadSerializer, responses={200: ReadStateSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="group_read", request=ReadSerializer,
+                   responses={200: ReadStateSerializer, **errors(403, 404, body=True)},
+                   examples=[example("read", {"seq": 42}, "Seen up to seq 42")])
     @action(detail=True, methods=["post"])
     def read(self, request, group_id=None):
         """Mark the group read up to `seq` (members): the watermark only moves forward, never past last_seq."""
@@ -123,7 +140,7 @@ class GroupViewSet(viewsets.GenericViewSet):
         return Response({"group_id": group.group_id, "last_read_seq": state["read_seq"],
                          "unread_count": state["unread"]})
 
-    @extend_schema(request=None, responses={204: None, **ERRORS},
+    @extend_schema(operation_id="member_remove", request=None, responses={204: None, **errors(403, 404)},
                    parameters=[OpenApiParameter("user_id", str, OpenApiParameter.PATH, pattern=f"^{ids.URL_PATTERN}$")])
     @action(detail=True, methods=["delete"], url_path=rf"members/(?P<user_id>{ids.URL_PATTERN})")
     def member_remove(self, request, group_id=None, user_id=None):

@@ -1,5 +1,5 @@
-"""Shared OpenAPI pieces: the contract's error body."""
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+"""Shared OpenAPI pieces: the contract's error body, each operation's error answers, body examples."""
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 ErrorSerializer = inline_serializer(
@@ -16,10 +16,40 @@ ErrorSerializer = inline_serializer(
     },
 )
 
-_ERROR = OpenApiResponse(ErrorSerializer, description="Error in the contract's format")
-ERRORS = {code: _ERROR for code in (400, 401, 403, 404, 409, 413, 429, 503)}
-# A call that reads a body also refuses one it cannot parse: a missing or unknown Content-Type.
-BODY_ERRORS = {**ERRORS, 415: _ERROR}
+# What each status means in this API (API.md, "Errors").
+_MEANING = {
+    400: "VALIDATION_ERROR: a field or parameter is missing or malformed",
+    401: "NOT_AUTHENTICATED: no credentials, or an invalid or expired token",
+    403: "PERMISSION_DENIED, or NOT_GROUP_MEMBER for a group the caller is not in",
+    404: "NOT_FOUND",
+    409: "CONFLICT, or ALREADY_MEMBER",
+    413: "PAYLOAD_TOO_LARGE: the body (IM_MAX_REQUEST_BYTES) or the content (IM_MAX_MESSAGE_CHARS) is too long",
+    415: "VALIDATION_ERROR: the body is not JSON (a missing or unknown Content-Type)",
+    429: "RATE_LIMITED: wait for the Retry-After header's seconds",
+    502: "AI_SERVICE_UNAVAILABLE: the AI service could not be reached",
+    503: "SERVICE_UNAVAILABLE: the database is away for a moment; retry",
+}
+
+
+def errors(*codes: int, body: bool = False, anonymous: bool = False) -> dict:
+    """The error answers one operation can give: `codes`, 401 unless anonymous callers are served, 503 always
+    (the database away), and 400, 413 and 415 when it reads a body."""
+    found = {*codes, 503}
+    if not anonymous:
+        found.add(401)
+    if body:
+        found |= {400, 413, 415}
+    return {code: OpenApiResponse(ErrorSerializer, description=_MEANING[code]) for code in sorted(found)}
+
+
+# Ids as the server makes them, for the examples.
+EXAMPLE_GROUP_ID = "group_01kb6z3m4n5p6q7r8s9t0v1w2x"
+EXAMPLE_USER_ID = "user_01kb6z2a3b4c5d6e7f8g9h0j1k"
+
+
+def example(name: str, value: dict, summary: str = "") -> OpenApiExample:
+    """A request body's example."""
+    return OpenApiExample(name, value=value, summary=summary or name, request_only=True)
 
 
 def contract_paths(result, generator, request, public):

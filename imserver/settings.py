@@ -311,14 +311,26 @@ SIMPLE_JWT = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Care-team IM server",
-    "DESCRIPTION": "Users, groups, messages with a gapless per-group sequence, WebSocket push, and an AI bridge.",
+    "DESCRIPTION": "Users, groups, messages with a gapless per-group sequence, WebSocket push, and an AI bridge.\n\n"
+                   "The WebSocket (`/ws/{user_id}?token=<access token>`), its frames and close codes are described "
+                   "by the AsyncAPI 3 document [/api/asyncapi.yaml](/api/asyncapi.yaml).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"RoleEnum": "users.models.Role.choices"},
+    # The contract is JSON in and out; the form parsers are there for the browsable API only.
+    "PARSER_WHITELIST": ["imserver.parsers.JSONParser"],
+    "RENDERER_WHITELIST": ["rest_framework.renderers.JSONRenderer"],
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "users.models.Role.choices",
+        "MsgTypeEnum": "chat.models.MsgType.choices",
+        "SendMsgTypeEnum": ["TEXT", "IMAGE"],
+        "AiModeEnum": "groups.models.AIMode.choices",
+        "AiRecordStatusEnum": "ai_bridge.models.Status.choices",
+        "ExportFormatEnum": ["json", "fhir"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "imserver.schema.contract_paths",

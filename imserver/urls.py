@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from ai_bridge.views import AIInteractionViewSet, AITestViewSet
+from chat.asyncapi import asyncapi_view
 from chat.views import MessageViewSet
 from groups.views import GroupViewSet
 from imserver import errors, health, ids
@@ -40,6 +41,7 @@ urlpatterns = [
     re_path(r"^api/auth/logout/?$", LogoutView.as_view(), name="logout"),
     re_path(rf"^api/group/(?P<group_id>{ids.URL_PATTERN})/export/?$", GroupExportView.as_view(), name="group-export"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/asyncapi\.yaml$", asyncapi_view, name="asyncapi"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/", include(router.urls)),

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from groups.permissions import group_by_public_id, require_doctor
 from imserver.pagination import paginator_for
-from imserver.schema import ERRORS
+from imserver.schema import errors
 from records.exports import CONTENT_TYPES, FORMATS, group_export
 from records.models import AuditEvent
 from records.serializers import AuditEventSerializer, AuditFilter, ExportParams
@@ -41,9 +41,10 @@ async def _pulled(chunks):
 class GroupExportView(APIView):
     content_negotiation_class = FormatIsNotARenderer
 
-    @extend_schema(parameters=[OpenApiParameter("format", str, enum=list(FORMATS), default="json")],
+    @extend_schema(operation_id="group_export",
+                   parameters=[OpenApiParameter("format", str, enum=list(FORMATS), default="json")],
                    responses={(200, "application/json"): OpenApiTypes.OBJECT,
-                              (200, "application/fhir+json"): OpenApiTypes.OBJECT, **ERRORS})
+                              (200, "application/fhir+json"): OpenApiTypes.OBJECT, **errors(400, 403, 404)})
     def get(self, request, group_id):
         """A group's whole record, streamed: JSON `{group, members, messages, ai_records}` or a FHIR R4 Bundle
         (in-group DOCTORs, staff)."""
@@ -68,9 +69,10 @@ class AuditEventViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         return AuditEvent.objects.all()
 
-    @extend_schema(parameters=[OpenApiParameter("actor", str), OpenApiParameter("action", str),
+    @extend_schema(operation_id="audit_list",
+                   parameters=[OpenApiParameter("actor", str), OpenApiParameter("action", str),
                                OpenApiParameter("target", str)],
-                   responses={200: AuditEventSerializer(many=True), **ERRORS})
+                   responses={200: AuditEventSerializer(many=True), **errors(400, 403)})
     def list(self, request):
         """Audit events, newest first (staff); filtered by actor (a user_id), action and target."""
         params = AuditFilter(data=request.query_params)

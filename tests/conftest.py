@@ -110,3 +110,12 @@ def _pool_threads_give_connections_back(monkeypatch):
                 close_old_connections()
 
     monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", closing_thread_handler)
+
+
+@pytest.fixture(scope="module")
+def schema(django_db_blocker):
+    """The served OpenAPI document, fetched once per module: it does not depend on stored rows."""
+    with django_db_blocker.unblock():
+        response = APIClient().get("/api/schema?format=json")
+    assert response.status_code == 200
+    return response.json()

@@ -593,3 +593,56 @@ class Respawned(Process):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group outlived respawn
         self.log.close()
+
+
+class MakeRun(Process):
+    """`make run` itself (demo_setup, the reference AI service on AI_PORT, the server on PORT), on the test database,
+    in a process group of its own so that stop() reaches make, its shell and both servers. The install step is not
+    remade (`-o install`): the test's interpreter is the project's."""
+
+    def __init__(self, log_dir: Path, name: str = "make-run", **env):
+        self.port, self.ai_port = free_port(), free_port()
+        self.url, self.ws_url = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
+        self.name, self.health_url = name, f"{self.url}/health"
+        self.argv = [shutil.which("make") or "make", "-o", "install", "run", f"PORT={self.port}",
+                     f"AI_PORT={self.ai_port}", f"PY={sys.executable}"]
+        self.env = server_env(**env)
+        for inherited in ("AI_SERVICE_URL", "ALLOWED_HOSTS", "MAKEFLAGS", "MFLAGS"):
+            self.env.pop(inherited, None)  # as in a fresh shell: make run decides them
+        self.log_path = log_dir / f"{name}.log"
+        self.restart()
+
+    def restart(self):
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def kill(self):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group outlived make
+        self.log.close()
+
+
+@pytest.fixture
+def start_make_run(processes):
+    """Start `make run` on free ports, sharing the test database and Redis."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+
+    def start(**env) -> MakeRun:
+        return processes(MakeRun(processes.log_dir, **env), timeout=120)
+
+    return start

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, views, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
@@ -7,7 +7,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from imserver import ids
 from imserver.errors import Conflict
-from imserver.schema import BODY_ERRORS, ERRORS
+from imserver.schema import errors, example
 from imserver.throttling import LoginRateThrottle
 from users import services
 from users.models import User
@@ -25,8 +25,13 @@ from users.serializers import (
     UserStatusSerializer,
 )
 
+_REFRESH = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9..."
 
-@extend_schema(tags=["auth"], responses={200: LoginResponseSerializer, **BODY_ERRORS})
+
+@extend_schema_view(post=extend_schema(
+    tags=["auth"], operation_id="auth_token_obtain",
+    responses={200: LoginResponseSerializer, **errors(401, 429, body=True, anonymous=True)},
+    examples=[example("login", {"username": "dr_chen", "password": "doctor-demo-pass"}, "Log in")]))
 class LoginView(TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
 
@@ -34,14 +39,20 @@ class LoginView(TokenObtainPairView):
     throttle_classes = [LoginRateThrottle]
 
 
-@extend_schema(tags=["auth"], responses={200: AccessSerializer, **BODY_ERRORS})
+@extend_schema_view(post=extend_schema(
+    tags=["auth"], operation_id="auth_token_refresh",
+    responses={200: AccessSerializer, **errors(401, body=True, anonymous=True)},
+    examples=[example("refresh", {"refresh": _REFRESH}, "A refresh token from auth_token_obtain")]))
 class RefreshView(TokenRefreshView):
     """Exchange a refresh token for a new access token."""
 
     serializer_class = RefreshSerializer
 
 
-@extend_schema(tags=["auth"], request=LogoutSerializer, responses={204: None, **BODY_ERRORS})
+@extend_schema_view(post=extend_schema(
+    tags=["auth"], operation_id="auth_logout", request=LogoutSerializer,
+    responses={204: None, **errors(403, body=True)},
+    examples=[example("logout", {"refresh": _REFRESH}, "The caller's own refresh token")]))
 class LogoutView(views.APIView):
     """Refuse the caller's refresh token from now on."""
 
@@ -64,7 +75,12 @@ class UserViewSet(viewsets.GenericViewSet):
             return [IsStaff()]
         return super().get_permissions()
 
-    @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="user_create", request=UserCreateSerializer,
+                   responses={201: UserSerializer, **errors(403, 409, body=True)},
+                   examples=[example("patient", {"username": "zhang_san", "user_role": "PATIENT"},
+                                     "A patient without a password (tokens come from user_token)"),
+                             example("doctor", {"username": "dr_wu", "user_role": "DOCTOR",
+                                                "password": "a long passphrase"}, "A doctor who logs in")])
     @action(detail=False, methods=["post"], url_path="create")
     def create_user(self, request):
         """Create a user (staff)."""
@@ -73,18 +89,20 @@ class UserViewSet(viewsets.GenericViewSet):
         user = services.user_create(**body.validated_data)
         return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: UserSerializer, **ERRORS})
+    @extend_schema(operation_id="user_me", responses={200: UserSerializer, **errors()})
     @action(detail=False, methods=["get"])
     def me(self, request):
         """The calling user."""
         return Response(UserSerializer(request.user).data)
 
-    @extend_schema(responses={200: UserSerializer, **ERRORS})
+    @extend_schema(operation_id="user_get", responses={200: UserSerializer, **errors(404)})
     def retrieve(self, request, user_id=None):
         """One user by id."""
         return Response(UserSerializer(self.get_object()).data)
 
-    @extend_schema(request=RoleChangeSerializer, responses={200: UserSerializer, **BODY_ERRORS})
+    @extend_schema(operation_id="user_role_set", request=RoleChangeSerializer,
+                   responses={200: UserSerializer, **errors(403, 404, body=True)},
+                   examples=[example("doctor", {"user_role": "DOCTOR"}, "Make the user a doctor")])
     @action(detail=True, methods=["put"])
     def role(self, request, user_id=None):
         """Change a user's system role (staff)."""
@@ -93,7 +111,8 @@ class UserViewSet(viewsets.GenericViewSet):
         body.is_valid(raise_exception=True)
         return Response(UserSerializer(services.user_role_change(user=user, **body.validated_data)).data)
 
-    @extend_schema(request=None, responses={200: TokenPairSerializer, **ERRORS})
+    @extend_schema(operation_id="user_token", request=None,
+                   responses={200: TokenPairSerializer, **errors(403, 404, 409)})
     @action(detail=True, methods=["post"])
     def token(self, request, user_id=None):
         """Mint tokens for a user, e.g. one without a password (staff, server-to-server)."""
@@ -102,13 +121,15 @@ class UserViewSet(viewsets.GenericViewSet):
             raise Conflict("The user is deactivated.", details={"user_id": user.user_id})
         return Response(services.user_tokens(user=user))
 
-    @extend_schema(request=None, responses={200: UserStatusSerializer, **ERRORS})
+    @extend_schema(operation_id="user_deactivate", request=None,
+                   responses={200: UserStatusSerializer, **errors(403, 404)})
     @action(detail=True, methods=["post"])
     def deactivate(self, request, user_id=None):
         """Refuse the user's tokens and close their connections on every server (staff); messages stay."""
         return Response(UserStatusSerializer(services.user_deactivate(user=self.get_object())).data)
 
-    @extend_schema(request=None, responses={200: UserStatusSerializer, **ERRORS})
+    @extend_schema(operation_id="user_reactivate", request=None,
+                   responses={200: UserStatusSerializer, **errors(403, 404)})
     @action(detail=True, methods=["post"])
     def reactivate(self, request, user_id=None):
         """Let a deactivated user log in again (staff)."""
