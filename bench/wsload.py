@@ -90,7 +90,8 @@ async def main(args, fixture: dict) -> dict:
     t0 = time.time()
     if args.send:
         until = time.monotonic() + args.send
-        await asyncio.gather(*(m.send_loop(until, f"b{i}x", args.window) for i, m in enumerate(members)))
+        run = f"b{time.time_ns() % 10**12}"  # client_msg_ids of this run only: a repeat would store nothing
+        await asyncio.gather(*(m.send_loop(until, f"{run}-{i}-", args.window) for i, m in enumerate(members)))
         print("sent", flush=True)
     await stop.wait()
     t1 = time.time()

@@ -1,5 +1,6 @@
 """Channel-layer names and the pushes that follow a commit."""
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from groups.models import GroupMember
 
 logger = logging.getLogger(__name__)
 _own_loop_wanted = False
+_server_loop: asyncio.AbstractEventLoop | None = None  # the ASGI server's event loop, once it has served
 _publisher: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child starts its own
 _publisher_lock = threading.Lock()
 
@@ -25,6 +27,12 @@ def publish_from_own_loop() -> None:
     its own, and the Redis channel layer would open (and drop) its connections for every one of them."""
     global _own_loop_wanted
     _own_loop_wanted = True
+
+
+def publish_on(loop: asyncio.AbstractEventLoop) -> None:
+    """The server's event loop: pushes decided in its threads are handed to it without waiting (imserver.asgi)."""
+    global _server_loop
+    _server_loop = loop
 
 
 def _publisher_loop() -> asyncio.AbstractEventLoop:
@@ -65,6 +73,18 @@ def _send(channel_group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    loop = _server_loop
+    if loop is not None and loop.is_running():
+        # A request's or a frame's thread: the push goes to the loop that owns the channel layer's connections,
+        # and the thread goes on (answering the sender) instead of waiting for Redis. Pushes of one thread keep
+        # their order; receivers order pushes by seq anyway.
+        try:
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(channel_group, event), loop)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+        else:
+            future.add_done_callback(functools.partial(_published, channel_group))
+            return
     try:
         if _own_loop_wanted:
             asyncio.run_coroutine_threadsafe(layer.group_send(channel_group, event), _publisher_loop()).result(
@@ -73,6 +93,11 @@ def _send(channel_group: str, event: dict) -> None:
             async_to_sync(layer.group_send)(channel_group, event)
     except Exception:  # noqa: BLE001 - a push failure never undoes a stored message; clients sync.
         logger.warning("push to %s failed", channel_group, exc_info=True)
+
+
+def _published(channel_group: str, future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("push to %s failed", channel_group, exc_info=future.exception())
 
 
 def message_push(message) -> None:

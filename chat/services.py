@@ -5,6 +5,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_save, pre_save
+from django.utils import timezone
 
 from chat import realtime
 from chat.models import Message, MsgType
@@ -98,14 +100,12 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
         sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via)
     if via not in RATE_EXEMPT:
         send_rate_check(sender)
+    message = Message(group=group, sender=sender, from_role=member_role, msg_type=msg_type, content=content,
+                      client_msg_id=client_msg_id, reply_to=reply_to, created_at=timezone.now())
     try:
         with transaction.atomic():
-            seq = _next_seq(group, sender, client_msg_id, lift_pause=member_role == Role.DOCTOR)
-            message = Message.objects.create(
-                group=group, seq=seq, sender=sender, from_role=member_role, msg_type=msg_type,
-                content=content, client_msg_id=client_msg_id, reply_to=reply_to,
-            )
-            group.last_seq = seq
+            _store(message, lift_pause=member_role == Role.DOCTOR)
+            group.last_seq = message.seq
             if member_role == Role.DOCTOR:
                 group.ai_paused = False
             transaction.on_commit(lambda: _stored(message, via))
@@ -128,6 +128,58 @@ def _stored(message: Message, via: str) -> None:
     realtime.message_push(message)
 
 
+# The columns the send statement fills, in the model's order; `seq` comes from the group's bumped last_seq.
+_INSERTED = [f for f in Message._meta.concrete_fields if not f.primary_key and f.attname != "seq"]
+
+
+def _store(message: Message, *, lift_pause: bool) -> None:
+    """Give the message the group's next seq and store it, as `Model.save()` would, signals included.
+
+    On PostgreSQL the seq bump and the insert are one statement: one round trip, and the group's row is locked
+    from that statement to the commit, not across statements and Python in between."""
+    if connection.vendor != "postgresql":
+        message.seq = _next_seq(message.group, message.sender, message.client_msg_id, lift_pause=lift_pause)
+        message.save(force_insert=True)
+        return
+    pre_save.send(sender=Message, instance=message, raw=False, using=connection.alias, update_fields=None)
+    _bump_and_insert(message, lift_pause=lift_pause)
+    message._state.adding, message._state.db = False, connection.alias
+    post_save.send(sender=Message, instance=message, created=True, update_fields=None, raw=False,
+                   using=connection.alias)
+
+
+def _bump_and_insert(message: Message, *, lift_pause: bool) -> None:
+    group_table, message_table = ChatGroup._meta.db_table, Message._meta.db_table
+    pause = ", ai_paused = FALSE" if lift_pause else ""
+    params: list = [message.group_id]
+    repeat = ""
+    if message.client_msg_id is not None:  # a repeat bumps nothing and stores nothing
+        repeat = (f" AND NOT EXISTS (SELECT 1 FROM {message_table}"
+                  " WHERE group_id = %s AND sender_id = %s AND client_msg_id = %s)")
+        params += [message.group_id, message.sender_id, message.client_msg_id]
+    columns = ", ".join(f.column for f in _INSERTED)
+    values = ", ".join(["%s"] * len(_INSERTED))
+    params += [f.get_db_prep_save(getattr(message, f.attname), connection) for f in _INSERTED]
+    sql = (f"WITH bump AS (UPDATE {group_table} SET last_seq = last_seq + 1{pause} WHERE id = %s{repeat}"
+           f" RETURNING last_seq) INSERT INTO {message_table} ({columns}, seq) SELECT {values}, last_seq FROM bump"
+           " RETURNING id, seq")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        _gone_or_repeat(message.group, message.sender, message.client_msg_id)
+    message.pk, message.seq = row
+
+
+def _gone_or_repeat(group: ChatGroup, sender: User, client_msg_id: str | None):
+    """Nothing was bumped: the sender stored this client_msg_id before (raises _Repeat), or the group is gone."""
+    if client_msg_id is not None:
+        found = _existing(group, sender, client_msg_id)
+        if found is not None:
+            raise _Repeat(found)
+    raise NotFound("The group no longer exists.")
+
+
 def _next_seq(group: ChatGroup, sender: User, client_msg_id: str | None, *, lift_pause: bool = False) -> int:
     """Bump and return the group's last_seq; the row lock orders concurrent senders.
 
@@ -145,11 +197,7 @@ def _next_seq(group: ChatGroup, sender: User, client_msg_id: str | None, *, lift
         cursor.execute(sql + " RETURNING last_seq", params)
         row = cursor.fetchone()
     if row is None:
-        if client_msg_id is not None:
-            found = _existing(group, sender, client_msg_id)
-            if found is not None:
-                raise _Repeat(found)
-        raise NotFound("The group no longer exists.")
+        _gone_or_repeat(group, sender, client_msg_id)
     return row[0]
 
 

@@ -1,4 +1,5 @@
 """ASGI entry point: HTTP through Django, WebSocket through the chat consumer."""
+import asyncio
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -48,8 +49,18 @@ django.setup(set_prefix=False)
 sys.setswitchinterval(settings.ASGI_SWITCH_INTERVAL)
 django_asgi_app = ASGIRequestHandler()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from chat import realtime  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+
+class Application(ProtocolTypeRouter):
+    """HTTP and WebSocket; the loop serving them also publishes the pushes its threads decide (chat.realtime)."""
+
+    async def __call__(self, scope, receive, send):
+        realtime.publish_on(asyncio.get_running_loop())
+        return await super().__call__(scope, receive, send)
+
+
+application = Application({"http": django_asgi_app, "websocket": websocket_application})
