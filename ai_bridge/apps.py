@@ -6,4 +6,6 @@ class AiBridgeConfig(AppConfig):
     verbose_name = "AI bridge"
 
     def ready(self):
-        from ai_bridge import signals  # noqa: F401 - connects the post_save receiver
+        from ai_bridge import metrics, signals  # noqa: F401 - signals connects the post_save receiver
+
+        metrics.collector_register()

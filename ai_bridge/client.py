@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import httpx
 from django.conf import settings
 
-from imserver.observability import AI_CALLS
+from imserver.metrics import AI_CALLS
 
 _lock = threading.Lock()
 _client: httpx.Client | None = None

@@ -18,7 +18,7 @@ from chat.models import MsgType
 from chat.services import message_send
 from groups.models import ChatGroup
 from imserver.audit import audit
-from imserver.observability import AI_OUTCOMES
+from imserver.metrics import AI_OUTCOMES
 from users.models import Role
 
 logger = logging.getLogger(__name__)

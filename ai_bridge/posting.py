@@ -14,7 +14,7 @@ from chat.services import message_send
 from groups.models import AIMode, ChatGroup, GroupMember
 from groups.services import member_add
 from imserver.errors import AlreadyMember, Conflict
-from imserver.observability import AI_FIRST_DELTA, AI_OUTCOMES
+from imserver.metrics import AI_FIRST_DELTA, AI_OUTCOMES
 from users.models import Role, User
 from users.services import user_create
 

@@ -15,7 +15,7 @@ from chat.models import Message
 from groups import permissions
 from imserver.audit import audit
 from imserver.errors import Conflict, PermissionDeniedError
-from imserver.observability import AI_OUTCOMES
+from imserver.metrics import AI_OUTCOMES
 from users.models import Role, User
 
 

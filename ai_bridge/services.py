@@ -21,7 +21,7 @@ from ai_bridge.review import ai_draft_hold, ai_drafts_expire
 from ai_bridge.storable import storable_json, storable_text
 from chat.models import Message, MsgType
 from groups.models import AIMode, ChatGroup
-from imserver.observability import AI_OUTCOMES
+from imserver.metrics import AI_OUTCOMES
 
 logger = logging.getLogger(__name__)
 _local_pool: ThreadPoolExecutor | None = None

@@ -9,7 +9,7 @@ from django.db import connection
 
 from ai_bridge import client, escalation, posting, services
 from ai_bridge.models import AIInteractionRecord, Status
-from imserver.observability import AI_REPLY_STORED
+from imserver.metrics import AI_REPLY_STORED
 
 logger = logging.getLogger(__name__)
 

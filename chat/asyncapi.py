@@ -2,7 +2,7 @@
 
 The document describes the server: it receives the client frames and sends the server frames. Every frame schema
 lists all of the frame's fields and no others, so a frame the server starts to send with a new field fails
-tests/test_asyncapi.py until it is described here."""
+tests/core/test_asyncapi.py until it is described here."""
 import functools
 
 import yaml

@@ -9,7 +9,6 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import DatabaseError
 
 from chat import frames, realtime, slots
 from chat.models import Message, MsgType
@@ -17,11 +16,12 @@ from chat.ordering import PushSequencer
 from chat.serializers import SEQ_MAX, message_data
 from chat.services import message_send
 from groups.models import ChatGroup, GroupMember
-from groups.permissions import group_by_public_id, require_member
+from groups.permissions import group_by_public_id, group_with_role, require_member
 from groups.services import read_mark
 from imserver.dbrouter import replica_read
-from imserver.errors import InternalError, NotGroupMember, ServiceError, ServiceUnavailable
-from imserver.observability import PUSH_LATENCY, WS_OPEN, new_request_id, request_id_var
+from imserver.errors import InternalError, NotGroupMember, ServiceError, ServiceUnavailable, database_unavailable
+from imserver.metrics import PUSH_LATENCY, WS_OPEN
+from imserver.requestid import new_request_id, request_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._frame_error(exc, frame)
 
     async def _frame_error(self, exc: Exception, frame: dict):
-        if isinstance(exc, DatabaseError):  # the database is away for a moment; the client retries
+        if database_unavailable(exc):  # the database is away for a moment; the client retries
             exc = ServiceUnavailable()
         elif not isinstance(exc, ServiceError):
             logger.error("frame failed", exc_info=exc)
@@ -325,9 +325,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # their database round trips (the group's row lock orders them); one connection's frames stay in order.
     @functools.partial(database_sync_to_async, thread_sensitive=False)
     def _store_message(self, group_id, content, msg_type, client_msg_id) -> dict:
-        group = group_by_public_id(group_id, for_user=self.user)
-        message, _ = message_send(sender=self.user, group=group, content=content,
-                                  msg_type=msg_type, client_msg_id=client_msg_id, via="websocket")
+        group, role = group_with_role(group_id, self.user)
+        message, _ = message_send(sender=self.user, group=group, content=content, msg_type=msg_type,
+                                  client_msg_id=client_msg_id, via="websocket", sender_role=role)
         return message_data(message)
 
     @database_sync_to_async

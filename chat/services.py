@@ -13,7 +13,7 @@ from chat.models import Message, MsgType
 from groups import permissions
 from groups.models import ChatGroup
 from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
-from imserver.observability import MESSAGES_SENT
+from imserver.metrics import MESSAGES_SENT
 from imserver.throttling import send_rate_check
 from users.models import Role, User
 
@@ -71,14 +71,19 @@ def _existing(group: ChatGroup, sender: User, client_msg_id: str) -> Message | N
             .filter(group=group, sender=sender, client_msg_id=client_msg_id).first())
 
 
+# `sender_role` not given: the service reads it.
+READ_ROLE = object()
+
+
 def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str = MsgType.TEXT,
-                     client_msg_id: str | None = None, via: str = "code") -> tuple[str, str, str | None]:
+                     client_msg_id: str | None = None, via: str = "code",
+                     sender_role=READ_ROLE) -> tuple[str, str, str | None]:
     """Check a message before it is stored: `(sender's in-group role, trimmed content, client_msg_id)`."""
     allowed = CLIENT_TYPES if via in CLIENT_TRANSPORTS else MsgType.values
     if msg_type not in allowed:
         raise ValidationFailed(f"msg_type must be one of {', '.join(allowed)}.",
                                details={"msg_type": [f"Not a type you may send: {msg_type!r}."]})
-    member_role = permissions.member_role(sender, group)
+    member_role = permissions.member_role(sender, group) if sender_role is READ_ROLE else sender_role
     if member_role is None:
         raise NotGroupMember(details={"group_id": group.group_id})
     content = _clean_content(content, msg_type)
@@ -91,13 +96,15 @@ def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str =
 
 def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = MsgType.TEXT,
                  client_msg_id: str | None = None, reply_to: Message | None = None,
-                 via: str = "code") -> tuple[Message, bool]:
+                 via: str = "code", sender_role=READ_ROLE) -> tuple[Message, bool]:
     """Store a message with the group's next seq and push it after commit.
 
     Returns `(message, created)`; a repeat of `client_msg_id` by the same sender returns the first
-    message with `created` False. `via` names the transport, for the metrics."""
+    message with `created` False. `via` names the transport, for the metrics; `sender_role` is the sender's
+    in-group role (None: not a member) when the caller read it with the group (groups.permissions.group_with_role)."""
     member_role, content, client_msg_id = message_validate(
-        sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via)
+        sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via,
+        sender_role=sender_role)
     if via not in RATE_EXEMPT:
         send_rate_check(sender)
     message = Message(group=group, sender=sender, from_role=member_role, msg_type=msg_type, content=content,

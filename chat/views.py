@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from chat.models import Message
 from chat.serializers import ListParams, MessageListSerializer, MessageSerializer, SendSerializer, message_data
 from chat.services import message_send
-from groups.permissions import group_by_public_id, require_member
+from groups.permissions import group_by_public_id, group_with_role, require_member
 from imserver import ids
 from imserver.dbrouter import replica_read
 from imserver.errors import NotFound
@@ -38,10 +38,10 @@ class MessageViewSet(viewsets.GenericViewSet):
         body = SendSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        group = group_by_public_id(data["group_id"], for_user=request.user)
+        group, role = group_with_role(data["group_id"], request.user)
         message, created = message_send(sender=request.user, group=group, content=data["content"],
                                         msg_type=data["msg_type"], client_msg_id=data.get("client_msg_id"),
-                                        via="http")
+                                        via="http", sender_role=role)
         return Response(message_data(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(operation_id="message_get", responses={200: MessageSerializer, **errors(403, 404)})

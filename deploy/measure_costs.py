@@ -1,6 +1,6 @@
 """Per-message costs for sizing a deployment (README, "Capacity"): run `.venv/bin/python deploy/measure_costs.py`.
 
-It starts a PostgreSQL of its own (initdb, as tests/live.py does), a private redis-server and one server process
+It starts a PostgreSQL of its own (initdb, as tests/support/live.py does), a private redis-server and one server process
 (the web command of deploy/Procfile), connects care teams of five over WebSocket, sends messages over HTTP and over
 the WebSocket, and reads what each part spent: CPU time of the server process, of PostgreSQL and of Redis (from
 /proc and INFO), Redis commands, PostgreSQL transactions and WAL bytes (what a replica receives), and the server's
@@ -63,7 +63,7 @@ def main():
     parser.add_argument("--idle", type=int, default=1000, help="idle connections for the memory figure")
     args = parser.parse_args()
 
-    from tests.live import PostgresCluster, RedisServer
+    from tests.support.live import PostgresCluster, RedisServer
 
     log_dir = Path(tempfile.mkdtemp(prefix="im-costs-"))
     started = []
@@ -101,8 +101,8 @@ async def measure(args, cluster, redis, processes) -> dict:
     from asgiref.sync import sync_to_async
 
     from groups.services import group_create, member_add
-    from tests.live import ProductionServer
-    from tests.wsclient import Client
+    from tests.support.live import ProductionServer
+    from tests.support.wsclient import Client
     from users.models import Role
     from users.services import user_create, user_tokens
 

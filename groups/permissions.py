@@ -5,10 +5,7 @@ from users.models import Role
 
 
 def member_role(user, group: ChatGroup) -> str | None:
-    """The user's in-group role, None for a non-member; no query when it was read with the group."""
-    known = getattr(group, "known_roles", None)
-    if known is not None and user.pk in known:
-        return known[user.pk]
+    """The user's in-group role, None for a non-member."""
     return GroupMember.objects.filter(group=group, user=user).values_list("user_role", flat=True).first()
 
 
@@ -27,14 +24,17 @@ def require_doctor(user, group: ChatGroup) -> None:
         raise PermissionDeniedError("Only the group's doctors may do this.")
 
 
-def group_by_public_id(group_id: str, *, for_user=None) -> ChatGroup:
-    """The group; with `for_user`, that user's in-group role is read in the same query (see member_role)."""
-    if for_user is not None:
-        group = ChatGroup.objects.by_public_id_with_role(group_id, for_user)
-    else:
-        group = ChatGroup.objects.filter(group_id=group_id).first()
+def group_by_public_id(group_id: str) -> ChatGroup:
+    """The group, or NOT_FOUND."""
+    group = ChatGroup.objects.filter(group_id=group_id).first()
     if group is None:
         raise NotFound(f"No group {group_id!r}.", details={"group_id": group_id})
-    if for_user is not None:
-        group.known_roles = {for_user.pk: group.role_of_user}
     return group
+
+
+def group_with_role(group_id: str, user) -> tuple[ChatGroup, str | None]:
+    """The group (or NOT_FOUND) and the user's in-group role (None for a non-member), in one query."""
+    group, role = ChatGroup.objects.with_role_of(group_id, user)
+    if group is None:
+        raise NotFound(f"No group {group_id!r}.", details={"group_id": group_id})
+    return group, role

@@ -66,7 +66,6 @@ def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
     except IntegrityError as exc:
         raise AlreadyMember(details={"user_id": user.user_id, "group_id": group.group_id}) from exc
     audit(action="member.add", target=group.group_id, details={"user_id": user.user_id, "user_role": user_role})
-    _roles_changed(group)
     transaction.on_commit(lambda: realtime.member_joined(member=member))
     return member
 
@@ -81,8 +80,6 @@ def member_role_change(*, member: GroupMember, user_role: str) -> GroupMember:
     if before != user_role:
         audit(action="member.role_change", target=member.group.group_id,
               details={"user_id": member.user.user_id, "from": before, "to": user_role})
-    if GroupMember.group.is_cached(member):
-        _roles_changed(member.group)
     return member
 
 
@@ -96,7 +93,6 @@ def member_remove(*, group: ChatGroup, user: User) -> None:
     member.delete()
     audit(action="member.remove", target=group.group_id, details={"user_id": user.user_id,
                                                                   "user_role": member.user_role})
-    _roles_changed(group)
 
 
 def read_mark(*, group: ChatGroup, user: User, seq: int) -> int:
@@ -116,8 +112,3 @@ def read_mark(*, group: ChatGroup, user: User, seq: int) -> int:
             transaction.on_commit(lambda: realtime.read_receipt(group_id=group.group_id, user_id=user.user_id,
                                                                 last_read_seq=last_read_seq))
     return last_read_seq
-
-
-def _roles_changed(group: ChatGroup) -> None:
-    """Forget the in-group roles read with this group object (groups.permissions.group_by_public_id)."""
-    vars(group).pop("known_roles", None)

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 
 from groups import services
 from groups.models import ChatGroup, GroupMember
-from groups.permissions import group_by_public_id, member_role, require_doctor, require_member
+from groups.permissions import group_by_public_id, group_with_role, require_doctor, require_member
 from groups.serializers import (
     GroupCreateSerializer,
     GroupSerializer,
@@ -130,8 +130,8 @@ class GroupViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def read(self, request, group_id=None):
         """Mark the group read up to `seq` (members): the watermark only moves forward, never past last_seq."""
-        group = group_by_public_id(group_id, for_user=request.user)
-        if member_role(request.user, group) is None:  # staff too: read state is a member's own
+        group, role = group_with_role(group_id, request.user)
+        if role is None:  # staff too: read state is a member's own
             raise NotGroupMember(details={"group_id": group.group_id})
         body = ReadSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -21,7 +21,7 @@ import contextvars
 
 from django.dispatch import Signal
 
-from imserver.observability import request_id_var
+from imserver.requestid import request_id_var
 
 # Sent with actor_id, action, target, details, request_id (all strings but details, a dict).
 audit_event = Signal()

@@ -2,7 +2,9 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init
+
+from imserver.requestid import new_request_id, request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
 
@@ -10,8 +12,27 @@ app = Celery("imserver")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Request ids travel with tasks (Celery signals connected on import).
-import imserver.observability  # noqa: E402,F401
+
+# Request ids travel with tasks: the publisher puts its own in the headers, the worker runs the task under it.
+@before_task_publish.connect(dispatch_uid="imserver.request_id_out")
+def _request_id_out(headers=None, **kwargs):
+    if headers is not None:
+        headers["request_id"] = request_id_var.get()
+
+
+_task_tokens = {}
+
+
+@task_prerun.connect(dispatch_uid="imserver.request_id_in")
+def _request_id_in(task_id=None, task=None, **kwargs):
+    _task_tokens[task_id] = request_id_var.set(getattr(task.request, "request_id", None) or new_request_id())
+
+
+@task_postrun.connect(dispatch_uid="imserver.request_id_done")
+def _request_id_done(task_id=None, **kwargs):
+    token = _task_tokens.pop(task_id, None)
+    if token is not None:
+        request_id_var.reset(token)
 
 
 @worker_init.connect

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from prometheus_client import Counter
 
-from imserver.observability import request_id_var
+from imserver.requestid import request_id_var
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

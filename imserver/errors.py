@@ -167,11 +167,17 @@ def exception_handler(exc, context):
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             headers["Retry-After"] = str(max(1, round(exc.wait)))
         return Response(error_body(code, message, details), status=http_status, headers=headers)
-    if isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError:
+    if database_unavailable(exc):
         logger.warning("database unavailable: %s", exc.__class__.__name__)
         return Response(error_body("SERVICE_UNAVAILABLE", ServiceUnavailable.default_message), status=503)
     logger.exception("unhandled error", exc_info=exc)
     return Response(error_body("INTERNAL_ERROR", "An internal error occurred."), status=500)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether an error means the database cannot be reached now (the client retries: 503, or a frame's
+    SERVICE_UNAVAILABLE): connection-level errors only; a bad query, a constraint or a bug is not one."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or type(exc) is DatabaseError
 
 
 def json_not_found(request, exception=None):

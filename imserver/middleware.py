@@ -5,11 +5,10 @@ import logging
 from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework.response import Response as DRFResponse
 
-from imserver.errors import ServiceUnavailable, error_body
+from imserver.errors import ServiceUnavailable, database_unavailable, error_body
 
 logger = logging.getLogger(__name__)
 security_logger = logging.getLogger("django.security.DisallowedHost")
@@ -78,8 +77,7 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
-        # The same test as the DRF handler's: connection-level errors only, never a bad query.
-        if isinstance(exception, (OperationalError, InterfaceError)) or type(exception) is DatabaseError:
+        if database_unavailable(exception):
             logger.warning("database unavailable: %s", exception.__class__.__name__)
             return JsonResponse(error_body(ServiceUnavailable.code, ServiceUnavailable.default_message), status=503)
         return None

@@ -2,7 +2,7 @@
 requests finished, an exit within WS_SHUTDOWN_GRACE + EXIT_MARGIN) and a JSON access log. Run it as daphne:
 `python -m imserver.server [daphne's arguments] imserver.asgi:application`.
 
-Every override of daphne, autobahn or Twisted internals lives here; tests/test_server_overrides.py fails when an
+Every override of daphne, autobahn or Twisted internals lives here; tests/deploy/test_server_overrides.py fails when an
 upgrade changes what they touch."""
 from daphne import server as daphne_server  # isort:skip - installs Twisted's asyncio reactor before anything else
 

@@ -84,7 +84,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "imserver.observability.RequestIdMiddleware",
+    "imserver.requestid.RequestIdMiddleware",
     "imserver.audit.AuditActorMiddleware",
     "imserver.middleware.ContractErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -282,7 +282,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_SENTINEL_OPTIONS
 # --- REST API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "users.authentication.CachedUserJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -308,6 +308,13 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
     "UPDATE_LAST_LOGIN": False,
 }
+# Seconds a server process keeps the user of an access token instead of reading it on every request (0: off). A
+# change of the user drops it from every process at once through Redis (users.usercache); without Redis, off.
+AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=30.0)
+# Seconds between the checks that the cache's Redis subscription is alive; a lost one turns the cache off.
+AUTH_USER_CACHE_HEALTH_SECONDS = env.float("AUTH_USER_CACHE_HEALTH_SECONDS", default=5.0)
+# Seconds a user change waits for every listening process to confirm it dropped the user.
+AUTH_USER_CACHE_ACK_SECONDS = env.float("AUTH_USER_CACHE_ACK_SECONDS", default=1.0)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Care-team IM server",
@@ -379,7 +386,7 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "imserver.observability.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "imserver.requestid.RequestIdFilter"}},
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",

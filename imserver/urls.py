@@ -9,10 +9,9 @@ from chat.asyncapi import asyncapi_view
 from chat.views import MessageViewSet
 from groups.views import GroupViewSet
 from imserver import errors, health, ids
-from imserver.observability import metrics_view
+from imserver.metrics_view import metrics_view
 from records.views import AuditEventViewSet, GroupExportView
 from users.views import LoginView, LogoutView, RefreshView, UserViewSet
-
 
 
 class OptionalSlashRouter(SimpleRouter):

@@ -6,7 +6,9 @@ from groups.services import group_create, member_add
 from users.models import Role
 from users.services import user_create
 
-pytest_plugins = ["tests.live", "tests.ai_support"]
+# Every shared fixture, registered once; helpers are imported from tests.support by name.
+pytest_plugins = ["tests.support.live", "tests.support.ai", "tests.support.api", "tests.support.ws",
+                  "tests.support.web"]
 
 
 @pytest.fixture

@@ -1,0 +1,43 @@
+"""The benchmark cannot rot: a 10-second `seed` run with 10 users runs end to end and loses nothing.
+
+Only that it ran and lost nothing is asserted; the timings are the benchmark's business, not the tests'."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.live import ROOT, needs_real_services
+
+pytestmark = [pytest.mark.e2e, needs_real_services()]
+
+
+@pytest.fixture
+def bench_database():
+    """The benchmark's own database on the test server, dropped afterwards."""
+    from bench.run import bench_database_url, recreate_database
+
+    name = f"im_bench_smoke_{os.getpid()}"
+    yield name
+    recreate_database(bench_database_url(name), create=False)
+
+
+def test_seed_smoke_runs_and_loses_nothing(tmp_path, bench_database):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
+    env["BENCH_DATABASE_NAME"] = bench_database
+    run = subprocess.run([sys.executable, "-m", "bench.run", "seed", "--users", "10", "--duration", "10",
+                          "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+
+    result = json.loads(next(tmp_path.glob("*-seed.json")).read_text())
+    integrity = result["integrity"]
+    assert result["config"]["users"] == 10
+    assert result["sends"]["acknowledged"] == result["sends"]["attempted"] > 0
+    assert integrity["connections"] == 10
+    assert integrity["received"] == integrity["expected_deliveries"] > 0
+    assert (integrity["lost"], integrity["duplicated"], integrity["out_of_order"]) == (0, 0, 0)
+    assert integrity["stored_bench_messages"] == integrity["acknowledged_sends"]
+    assert integrity["stored_twice"] == 0
+    assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".md", ".png"}
+    assert "seed" in (tmp_path / "SUMMARY.md").read_text()

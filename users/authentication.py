@@ -1,0 +1,31 @@
+"""Access tokens for the REST API: simplejwt's, with the token's user from the process's user cache."""
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.settings import api_settings
+
+from users.usercache import users
+
+
+class CachedUserJWTAuthentication(JWTAuthentication):
+    """The signature and expiry are verified on every request as before; only the user's row may come from the
+    cache (users.usercache), which never outlives a change of that user."""
+
+    def get_user(self, validated_token):
+        try:
+            user_id = validated_token[api_settings.USER_ID_CLAIM]
+        except KeyError as exc:
+            raise InvalidToken(_("Token contained no recognizable user identification")) from exc
+        user = users.get(user_id)
+        if user is None:
+            raise AuthenticationFailed(_("User not found"), code="user_not_found")
+        if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
+            raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
+        return user
+
+
+class CachedUserJWTScheme(SimpleJWTScheme):
+    """The OpenAPI security scheme: simplejwt's bearer token, as before."""
+
+    target_class = CachedUserJWTAuthentication
