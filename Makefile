@@ -51,13 +51,15 @@ browser: ## install Debian's chromium for the browser tests, when missing and ro
 		echo "chromium is not installed and could not be: browser tests will be skipped"
 
 # The deployment tests run Debian's nginx, the PostgreSQL 15 server binaries (a primary and a standby of their own)
-# and redis-server (also as Sentinels); install what is missing when we may (root, apt), as for Chromium.
+# and redis-server (also as Sentinels), and the benchmark smoke test wrk; install what is missing when we may (root,
+# apt), as for Chromium.
 deploy-tools: export DEBIAN_FRONTEND = noninteractive
-deploy-tools: ## install nginx, PostgreSQL 15 and redis-server for the deployment tests, when missing and root
+deploy-tools: ## install nginx, PostgreSQL 15, redis-server and wrk for the deployment tests, when missing and root
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	[ -x /usr/lib/postgresql/15/bin/pg_basebackup ] || missing="$$missing postgresql-15"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		{ apt-get install -y -q $$missing >/dev/null 2>&1 || \
 		  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1; }; } && \

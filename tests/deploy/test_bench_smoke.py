@@ -1,8 +1,10 @@
-"""The benchmark cannot rot: a 10-second `seed` run with 10 users runs end to end and loses nothing.
+"""The benchmark cannot rot: a 10-second `seed` run with 10 users, and a `send` run of 2-second phases, run end to
+end and lose nothing.
 
 Only that it ran and lost nothing is asserted; the timings are the benchmark's business, not the tests'."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -41,3 +43,24 @@ def test_seed_smoke_runs_and_loses_nothing(tmp_path, bench_database):
     assert integrity["stored_twice"] == 0
     assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".md", ".png"}
     assert "seed" in (tmp_path / "SUMMARY.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="the send scenario's HTTP load is wrk (make deploy-tools)")
+def test_send_smoke_runs_every_phase_and_loses_nothing(tmp_path, bench_database):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
+    env["BENCH_DATABASE_NAME"] = bench_database
+    run = subprocess.run([sys.executable, "-m", "bench.run", "send", "--duration", "2", "--servers", "1",
+                          "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+
+    result = json.loads(next(tmp_path.glob("*-send.json")).read_text())
+    phases = {p["name"]: p for p in result["phases"]}
+    assert set(phases) == {"http, 20 groups", "http, one group", "websocket, 20 groups", "websocket, one group",
+                           "http, 20 groups, nobody connected"}
+    for phase in phases.values():
+        assert phase["stored"] > 0 and phase["errors"] in ({}, {"Non-2xx or 3xx responses": 0}), phase
+        assert phase["cpu_ms_per_send"]["servers"] > 0
+        if phase["listeners"]:
+            assert phase["deliveries"]["received"] == phase["deliveries"]["expected"] == phase["stored"] * 5
+    assert result["integrity"] == {"lost": 0, "duplicated": 0, "errors": 0, "ok": True}
+    assert "send" in (tmp_path / "SUMMARY.md").read_text()
