@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ai_bridge import client
+from ai_bridge.inprocess import run_local
 from ai_bridge.models import AIInteractionRecord, DeliveryStatus, EscalationDelivery, Status
 from ai_bridge.posting import ai_assistant_ensure, status_push
 from ai_bridge.storable import storable_json, storable_text
@@ -62,10 +63,10 @@ def ai_escalate(*, record: AIInteractionRecord, reason: str, language: str = "en
 
 def escalation_dispatch(*, delivery_id: int) -> None:
     """Send the webhook from a Celery worker (or a thread of the embedded system): never from the send path."""
-    from ai_bridge.services import run_local
+    # ai_bridge.tasks imports this module (the delivery's steps): a cycle at import.
     from ai_bridge.tasks import escalation_deliver, escalation_deliver_in_process
 
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if settings.AI_TASKS_IN_PROCESS:
         return run_local(escalation_deliver_in_process, delivery_id)
     try:
         escalation_deliver.apply_async(args=[delivery_id])

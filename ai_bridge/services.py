@@ -3,10 +3,7 @@
 PROCESSING → (red flag) ESCALATED | (a later message of the burst) COALESCED | (switched off, paused, a doctor
 wrote) SUPPRESSED | (review mode) AWAITING_REVIEW → SUCCESS / REJECTED / ESCALATED | SUCCESS | FAILED.
 Every decision that a patient could notice is taken under row locks: the record's, then the group's."""
-import contextvars
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,6 +12,7 @@ from django.utils import timezone
 
 from ai_bridge import client, triage
 from ai_bridge.escalation import ai_escalate
+from ai_bridge.inprocess import run_local
 from ai_bridge.models import AIInteractionRecord, Status
 from ai_bridge.posting import ai_record_suppress, ai_why_silent, reply_post, status_push
 from ai_bridge.review import ai_draft_hold, ai_drafts_expire
@@ -24,8 +22,6 @@ from groups.models import AIMode, ChatGroup
 from imserver.metrics import AI_OUTCOMES
 
 logger = logging.getLogger(__name__)
-_local_pool: ThreadPoolExecutor | None = None
-_local_pool_lock = threading.Lock()
 
 
 def ai_record_open(*, message: Message) -> AIInteractionRecord:
@@ -41,23 +37,13 @@ def ai_record_open(*, message: Message) -> AIInteractionRecord:
     return record
 
 
-def run_local(func, *args) -> None:
-    """Run a task's work in the process's own threads: the embedded system has no broker."""
-    global _local_pool
-    with _local_pool_lock:  # commits of several threads may dispatch at once
-        if _local_pool is None:
-            _local_pool = ThreadPoolExecutor(settings.AI_LOCAL_WORKERS, thread_name_prefix="ai-bridge")
-    # The copied context carries the request id into the thread's logs.
-    _local_pool.submit(contextvars.copy_context().run, func, *args)
-
-
 def ai_record_dispatch(*, record_id: str) -> None:
     """Hand the record to a Celery worker, or to an in-process thread on the embedded system.
 
     A broker that is down is logged, not raised: the sweep dispatches the record again."""
-    from ai_bridge.tasks import ai_reply_generate, run_in_process
+    from ai_bridge.tasks import ai_reply_generate, run_in_process  # tasks imports this module (its steps)
 
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if settings.AI_TASKS_IN_PROCESS:
         return run_local(run_in_process, record_id)
     try:
         ai_reply_generate.apply_async(args=[record_id])

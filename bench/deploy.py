@@ -2,76 +2,22 @@
 reference AI service and a private Redis, on the machine's PostgreSQL; and a sampler of their CPU and memory."""
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
+from bench.processes import Process, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Proc:
-    """One process we started, its output in `<log_dir>/<name>.log`."""
+class Proc(Process):
+    """One process of the deployment, leading a process group of its own (stopping it stops its children)."""
 
     def __init__(self, log_dir: Path, name: str, argv: list[str], env: dict):
-        self.name, self.argv = name, argv
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-3000:]
-
-    def wait(self, ready, timeout: float = 60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited:\n{self.tail()}")
-            if ready():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout} s:\n{self.tail()}")
-
-    def wait_http(self, url: str, timeout: float = 60):
-        def answers():
-            try:
-                return httpx.get(url, timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        return self.wait(answers, timeout)
-
-    def wait_text(self, text: str, timeout: float = 60):
-        return self.wait(lambda: text in self.log_path.read_text(errors="replace"), timeout)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-            except ProcessLookupError:
-                pass
-        self.log.close()
+        super().__init__(log_dir, name, argv, env, new_session=True, stop_timeout=15)
 
 
 class Deployment:

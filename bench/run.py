@@ -23,7 +23,8 @@ import httpx
 import psycopg
 
 from bench import report
-from bench.deploy import ROOT, Deployment, Sampler, rss_mb
+from bench.deploy import Deployment, Sampler, rss_mb
+from bench.processes import ROOT
 from bench.send import DEFAULTS as SEND_DEFAULTS
 from bench.send import SendBench
 

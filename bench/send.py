@@ -24,7 +24,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.deploy import ROOT, Deployment, _cpu_and_rss, _pids_named, rss_mb
+from bench.deploy import Deployment, _cpu_and_rss, _pids_named, rss_mb
+from bench.processes import ROOT
 
 BARS = {"http_sends_per_s": 600, "websocket_sends_per_s": 1200, "hot_group_sends_per_s": 300,
         "http_server_cpu_ms": 2.0, "websocket_server_cpu_ms": 1.0, "delivery_server_cpu_ms": 0.1}

@@ -5,7 +5,6 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -21,6 +20,7 @@ from groups.services import read_mark
 from imserver.dbrouter import replica_read
 from imserver.errors import InternalError, NotGroupMember, ServiceError, ServiceUnavailable, database_unavailable
 from imserver.metrics import PUSH_LATENCY, WS_OPEN
+from imserver.patches import DispatchWithoutConnectionCloseMixin
 from imserver.requestid import new_request_id, request_id_var
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
-    """One client connection: `/ws/{user_id}`."""
+class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
+    """One client connection: `/ws/{user_id}`. Its dispatch skips channels' thread hop to close stale database
+    connections before every event (imserver.patches): it reaches the database only through
+    database_sync_to_async, which closes them in its own thread."""
 
     async def __call__(self, scope, receive, send):
         """Run the connection; whatever ends it (a close, a crash, a cancel), its slot and groups are let go."""
@@ -78,8 +80,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.counted = True
         if self.scope.get("token_expires_at") is not None:
             self.expiry = asyncio.create_task(self._close_at(self.scope["token_expires_at"]))
-        await self._frame({"type": "connected", "user_id": self.user.user_id, "groups": groups,
-                           "server_time": _now()})
+        await self._write_frame({"type": "connected", "user_id": self.user.user_id, "groups": groups,
+                                 "server_time": _now()})
 
     async def _refuse(self, code: int):
         # Accepted first, so that the client sees the code (a refused handshake is only an HTTP 403 to it).
@@ -119,15 +121,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             finally:
                 await slots.slot_give_back(user_id=self.user.user_id, channel_name=self.channel_name)
 
-    async def dispatch(self, message):
-        """AsyncConsumer.dispatch without its thread hop to close stale database connections before every event
-        (each pushed message, for each connection): this consumer reaches the database only through
-        database_sync_to_async, which closes them in its own thread."""
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
     async def receive(self, text_data=None, bytes_data=None):
         """Parse one frame and answer it; a bad frame gets an error frame, never a close."""
         if self.closing:
@@ -143,9 +136,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                                         details={"known": sorted(self.handlers)})
             await handler(self, frame)
         except Exception as exc:  # noqa: BLE001 - a frame never ends the connection by itself
-            await self._frame_error(exc, frame)
+            await self._write_error(exc, frame)
 
-    async def _frame_error(self, exc: Exception, frame: dict):
+    async def _write_error(self, exc: Exception, frame: dict):
         if database_unavailable(exc):  # the database is away for a moment; the client retries
             exc = ServiceUnavailable()
         elif not isinstance(exc, ServiceError):
@@ -154,7 +147,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         error = {"type": "error", "code": exc.code, "message": exc.message}
         if frame.get("client_msg_id") is not None:
             error["client_msg_id"] = frame["client_msg_id"]
-        await self._frame(error)
+        await self._write_frame(error)
 
     # --- client frames --------------------------------------------------------------------------
 
@@ -162,7 +155,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         group_id, content = frames.group_id(frame), frames.required(frame, "content")
         message = await self._store_message(group_id, content, frame.get("msg_type") or MsgType.TEXT,
                                             frame.get("client_msg_id"))
-        await self._frame({"type": "message_ack", "client_msg_id": frame.get("client_msg_id"), "message": message})
+        await self._write_frame({"type": "message_ack", "client_msg_id": frame.get("client_msg_id"),
+                                 "message": message})
 
     async def on_sync(self, frame):
         group_id = frames.group_id(frame)
@@ -170,11 +164,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         limit = frames.integer(frame, "limit", default=settings.IM_SYNC_LIMIT_DEFAULT, low=1,
                                high=settings.IM_SYNC_LIMIT_MAX)
         messages, has_more = await self._catch_up(group_id, after_seq, limit)
-        await self._frame({"type": "sync_result", "group_id": group_id, "messages": messages,
-                           "has_more": has_more})
+        await self._write_frame({"type": "sync_result", "group_id": group_id, "messages": messages,
+                                 "has_more": has_more})
 
     async def on_ping(self, frame):
-        await self._frame({"type": "pong", "server_time": _now()})
+        await self._write_frame({"type": "pong", "server_time": _now()})
 
     async def on_typing(self, frame):
         group_id = frames.group_id(frame)
@@ -227,7 +221,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         group_id = event["group_id"]
         async with self.push_lock:
-            await self._send_texts(self.sequencer.offer(group_id, event["seq"], event["text"]))
+            await self._write_texts(self.sequencer.offer(group_id, event["seq"], event["text"]))
         if self.sequencer.has_gap(group_id) and group_id not in self.gap_fillers:
             self.gap_fillers[group_id] = asyncio.create_task(self._fill_gap(group_id))
         PUSH_LATENCY.observe(max(0.0, time.time() - event.get("sent_at", time.time())))
@@ -248,7 +242,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _catch_up_pushes(self, group_id: str, after_seq: int):
         stored = await self._since(group_id, after_seq)
         async with self.push_lock:
-            await self._send_texts(self.sequencer.fill(group_id, stored))
+            await self._write_texts(self.sequencer.fill(group_id, stored))
 
     async def group_event(self, event):
         """Typing, AI status and membership news of a group; the user's own arrive by other means."""
@@ -258,7 +252,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if frame.get("user_id") == self.user.user_id and frame["type"] in ("typing", "member_joined",
                                                                              "member_left"):
             return
-        await self._frame(frame)
+        await self._write_frame(frame)
 
     async def membership_changed(self, event):
         """This user joined or left a group: follow it at once, then tell the client."""
@@ -271,7 +265,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             followed = group_id in self.group_ids
             self.group_ids.add(group_id)
             await self.channel_layer.group_add(channel, self.channel_name)
-            await self._frame(frame)
+            await self._write_frame(frame)
             # Messages sent since the join were pushed to the group before this connection listened.
             if not followed and event.get("last_seq") is not None:
                 self.sequencer.follow(group_id, event["last_seq"])
@@ -283,12 +277,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if filler is not None:
                 filler.cancel()
             await self.channel_layer.group_discard(channel, self.channel_name)
-            await self._frame(frame)
+            await self._write_frame(frame)
 
     async def direct_event(self, event):
         """A frame for this user alone (an AI draft or an escalation for a group's doctors)."""
         if not self.closing and event["frame"]["group_id"] in self.group_ids:
-            await self._frame(event["frame"])
+            await self._write_frame(event["frame"])
 
     async def connection_revoke(self, event):
         """The user was deactivated or deleted: close at once, on every server process."""
@@ -296,10 +290,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- helpers --------------------------------------------------------------------------------
 
-    async def _frame(self, frame: dict):
+    async def _write_frame(self, frame: dict):
         await self.send(text_data=realtime.frame_text(frame))
 
-    async def _send_texts(self, texts: list[str]):
+    async def _write_texts(self, texts: list[str]):
         for text in texts:
             await self.send(text_data=text)
 

@@ -6,6 +6,8 @@ from imserver import ids
 from imserver.crypto import EncryptedTextField
 from users.models import Role
 
+CLIENT_MSG_ID_MAX = 64  # longest client_msg_id (the send path and the serializers check it)
+
 
 class MsgType(models.TextChoices):
     TEXT = "TEXT", "Text"

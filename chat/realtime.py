@@ -11,6 +11,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from chat.models import MsgType
+from chat.serializers import message_data
 from groups.models import GroupMember
 
 logger = logging.getLogger(__name__)
@@ -57,10 +59,8 @@ def user_channel(user_id: str) -> str:
 
 def message_frame(message) -> dict:
     """The push frame of a stored message: its fields at top level plus `type`."""
-    from chat.serializers import message_data
-
     data = message_data(message)
-    data["type"] = "ai_reply" if message.msg_type == "AI_REPLY" else "message"
+    data["type"] = "ai_reply" if message.msg_type == MsgType.AI_REPLY else "message"
     return data
 
 
@@ -69,7 +69,7 @@ def frame_text(frame: dict) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
 
-def _send(channel_group: str, event: dict) -> None:
+def _publish(channel_group: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -83,7 +83,7 @@ def _send(channel_group: str, event: dict) -> None:
         except RuntimeError:  # the loop closed meanwhile
             pass
         else:
-            future.add_done_callback(functools.partial(_published, channel_group))
+            future.add_done_callback(functools.partial(_publish_done, channel_group))
             return
     try:
         if _own_loop_wanted:
@@ -95,7 +95,7 @@ def _send(channel_group: str, event: dict) -> None:
         logger.warning("push to %s failed", channel_group, exc_info=True)
 
 
-def _published(channel_group: str, future) -> None:
+def _publish_done(channel_group: str, future) -> None:
     if not future.cancelled() and future.exception() is not None:
         logger.warning("push to %s failed", channel_group, exc_info=future.exception())
 
@@ -106,9 +106,9 @@ def message_push(message) -> None:
     The frame is serialized here, once, not by each connection; group_id and seq ride along for the
     connections' filters."""
     frame = message_frame(message)
-    _send(group_channel(frame["group_id"]), {"type": "chat.message", "group_id": frame["group_id"],
-                                             "seq": frame["seq"], "text": frame_text(frame),
-                                             "sent_at": time.time()})
+    _publish(group_channel(frame["group_id"]), {"type": "chat.message", "group_id": frame["group_id"],
+                                                "seq": frame["seq"], "text": frame_text(frame),
+                                                "sent_at": time.time()})
 
 
 def member_joined(*, member) -> None:
@@ -117,33 +117,33 @@ def member_joined(*, member) -> None:
              "user_role": member.user_role}
     # The group's last_seq as the caller saw it before the join: the member's connections subscribe only
     # when they handle this event, so they fetch what was pushed after it in between.
-    _send(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame,
-                                               "last_seq": member.group.last_seq})
-    _send(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
+    _publish(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame,
+                                                  "last_seq": member.group.last_seq})
+    _publish(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
 
 
 def connections_close(user_id: str, *, code: int) -> None:
     """Close every connection of the user, on every server process, with `code` (4403: deactivated)."""
-    _send(user_channel(user_id), {"type": "connection.revoke", "code": code})
+    _publish(user_channel(user_id), {"type": "connection.revoke", "code": code})
 
 
 def member_left(*, group_id: str, user_id: str, user_role: str) -> None:
     """A membership is gone (removed, or deleted with its user or group): its connections leave at once."""
     frame = {"type": "member_left", "group_id": group_id, "user_id": user_id, "user_role": user_role}
-    _send(group_channel(group_id), {"type": "group.event", "frame": frame})
-    _send(user_channel(user_id), {"type": "membership.changed", "frame": frame})
+    _publish(group_channel(group_id), {"type": "group.event", "frame": frame})
+    _publish(user_channel(user_id), {"type": "membership.changed", "frame": frame})
 
 
 def role_event(*, group, role: str, frame: dict) -> None:
     """Push a frame to the connections of the group's members with this in-group role only (drafts and
     escalations are for its doctors): through each one's own channel, never the group's."""
     for user_id in GroupMember.objects.filter(group=group, user_role=role).values_list("user__user_id", flat=True):
-        _send(user_channel(user_id), {"type": "direct.event", "frame": frame})
+        _publish(user_channel(user_id), {"type": "direct.event", "frame": frame})
 
 
 def group_event(group_id: str, frame: dict) -> None:
     """Push any frame (typing, ai_status) to a group's connections."""
-    _send(group_channel(group_id), {"type": "group.event", "frame": frame})
+    _publish(group_channel(group_id), {"type": "group.event", "frame": frame})
 
 
 def read_receipt(*, group_id: str, user_id: str, last_read_seq: int) -> None:

@@ -2,8 +2,7 @@ from django.conf import settings
 from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
-from chat.models import Message, MsgType
-from chat.services import CLIENT_MSG_ID_MAX
+from chat.models import CLIENT_MSG_ID_MAX, Message, MsgType
 from users.models import Role
 
 SEQ_MAX = 2**63 - 1  # the largest value of the seq column

@@ -9,7 +9,7 @@ from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from chat import realtime
-from chat.models import Message, MsgType
+from chat.models import CLIENT_MSG_ID_MAX, Message, MsgType
 from groups import permissions
 from groups.models import ChatGroup
 from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
@@ -17,7 +17,6 @@ from imserver.metrics import MESSAGES_SENT
 from imserver.throttling import send_rate_check
 from users.models import Role, User
 
-CLIENT_MSG_ID_MAX = 64
 # What users send from their clients; AI_REPLY and SYSTEM are the AI bridge's alone.
 CLIENT_TRANSPORTS = ("http", "websocket")
 CLIENT_TYPES = (MsgType.TEXT, MsgType.IMAGE)

@@ -121,7 +121,7 @@ async def measure(args, cluster, redis, processes) -> dict:
 
     teams = await care_teams()
     server = processes(ProductionServer(processes.log_dir, "server", DATABASE_URL=cluster.primary_url,
-                                        REDIS_URL=redis.url, CELERY_TASK_ALWAYS_EAGER="true",
+                                        REDIS_URL=redis.url, AI_TASKS_IN_PROCESS="true",
                                         IM_SEND_RATE="1000000/min",
                                         WS_RATE_MESSAGES="1000000", WS_MAX_CONNECTIONS_PER_USER=str(args.idle + 10),
                                         DB_POOL_MAX_SIZE="20"))

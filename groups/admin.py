@@ -36,13 +36,14 @@ class ChatGroupAdmin(admin.ModelAdmin):
         group = ChatGroup.objects.get(pk=form.instance.pk)
         # What formset.save() would have recorded; the admin's change message reads these.
         formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        deleted = formset.deleted_forms
         for inline in formset.forms:
-            if not inline.has_changed() and not (formset.can_delete and formset._should_delete_form(inline)):
+            if not inline.has_changed() and inline not in deleted:
                 continue
             data, member = inline.cleaned_data, inline.instance
             if not data:
                 continue
-            if formset._should_delete_form(inline):
+            if inline in deleted:
                 if member.pk:
                     services.member_remove(group=group, user=member.user)
                     formset.deleted_objects.append(member)

@@ -9,24 +9,23 @@ from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
+from imserver.patches import SyncMiddlewareChainMixin
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
 
 
-class ASGIRequestHandler(ASGIHandler):
+class ASGIRequestHandler(SyncMiddlewareChainMixin, ASGIHandler):
     """Django's ASGI handler with fewer thread switches per request; the same middleware, views and signals.
 
     Django's own runs each request's sync code in a thread it starts for that request and joins after, and
     puts its async request path innermost: behind sync middleware (all of ours) a request goes from the event
     loop to that thread for the middleware, back to the loop to resolve the URL, and to the thread again for
-    the view. Here the middleware and the view run in one go, in a thread kept for the next request."""
+    the view. Here the middleware and the view run in one go (imserver.patches), in a thread kept for the next
+    request."""
 
     def __init__(self):
         super().__init__()
         self._idle_threads: list[ThreadPoolExecutor] = []  # touched only on the event loop
-
-    def load_middleware(self, is_async=False):
-        super().load_middleware(is_async=False)
-        self._middleware_chain = self.adapt_method_mode(True, self._middleware_chain, False)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

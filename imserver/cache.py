@@ -3,17 +3,15 @@ connection pools of every Redis client of the server, which follow a Sentinel fa
 
 Django makes a cache object per thread or async context, each with its own pool, and a new Redis client for
 every call: under ASGI that is a new Redis connection for every request (Django ticket #35651), and building
-a client costs more than the call. Redis clients are thread-safe; these are shared."""
-import threading
-
+a client costs more than the call. Redis clients are thread-safe; these are shared (imserver.patches)."""
 import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.connection
 import redis.sentinel
 from django.conf import settings
-from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
-from django.core.cache.backends.redis import RedisCacheClient
+
+from imserver.patches import SharedClientRedisCache, SharedRedisCacheClient
 
 
 def redis_connection_pool(url: str, *, asynchronous: bool = False, **options):
@@ -30,31 +28,13 @@ def redis_connection_pool(url: str, *, asynchronous: bool = False, **options):
         **master, **options)
 
 
-class SharedRedisCacheClient(RedisCacheClient):
-    _shared: dict = {}  # (server, options) -> (pool, client), for the whole process
-    _lock = threading.Lock()
+class SentinelRedisCacheClient(SharedRedisCacheClient):
+    """The shared client (imserver.patches), its pool following a Sentinel failover when REDIS_SENTINELS is set."""
 
-    def _shared_for(self, write):
-        server = self._servers[self._get_connection_pool_index(write)]
-        key = (server, repr(sorted(self._pool_options.items())))
-        shared = self._shared.get(key)
-        if shared is None:
-            with self._lock:
-                shared = self._shared.get(key)
-                if shared is None:
-                    pool = redis_connection_pool(server, **self._pool_options) if settings.REDIS_SENTINELS \
-                        else self._pool_class.from_url(server, **self._pool_options)
-                    shared = self._shared[key] = (pool, self._client(connection_pool=pool))
-        return shared
-
-    def _get_connection_pool(self, write):
-        return self._shared_for(write)[0]
-
-    def get_client(self, key=None, *, write=False):
-        return self._shared_for(write)[1]
+    def pool_new(self, server, options):
+        return redis_connection_pool(server, **options) if settings.REDIS_SENTINELS else \
+            super().pool_new(server, options)
 
 
-class RedisCache(DjangoRedisCache):
-    def __init__(self, server, params):
-        super().__init__(server, params)
-        self._class = SharedRedisCacheClient
+class RedisCache(SharedClientRedisCache):
+    client_class = SentinelRedisCacheClient

@@ -38,6 +38,6 @@ def _request_id_done(task_id=None, **kwargs):
 @worker_init.connect
 def _publish_from_own_loop(**kwargs):
     """A worker's pushes (AI replies, AI status) share one event loop and its Redis connections."""
-    from chat import realtime
+    from chat import realtime  # it imports models: the worker's app registry is ready only now
 
     realtime.publish_from_own_loop()

@@ -13,10 +13,11 @@ import functools
 import json
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, models
+from django.db import DatabaseError, connections, models
 
 MARK = "enc$"
 ENCRYPTED = MARK + "f$"
@@ -125,7 +126,6 @@ class EncryptedJSONField(EncryptedTextField):
 
 def encrypted_fields() -> list[tuple[type[models.Model], models.Field]]:
     """Every (model, field) stored encrypted, for the rotation command and the start-up check."""
-    from django.apps import apps
 
     return [(model, field) for model in apps.get_models() for field in model._meta.concrete_fields
             if isinstance(field, EncryptedTextField)]
@@ -155,7 +155,6 @@ def check_encryption_keys(app_configs=None, databases=None, **kwargs):
     except ImproperlyConfigured as exc:
         return [checks.Critical(str(exc), id="imserver.E101")]
     errors = []
-    from django.db import connections
 
     for alias in databases or ():
         for model, field in encrypted_fields():

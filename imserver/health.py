@@ -42,9 +42,9 @@ def _check_channel_layer() -> str:
 
 
 def _check_broker() -> str:
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if settings.AI_TASKS_IN_PROCESS:
         return "ok (in-process)"
-    from imserver.celery import app
+    from imserver.celery import app  # Celery's app loaded only where a broker is checked, not in every process
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.HEALTH_CHECK_TIMEOUT)

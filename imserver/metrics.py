@@ -36,7 +36,7 @@ class _CeleryQueueCollector:
 
 
 def _queue_length() -> float:
-    if settings.CELERY_TASK_ALWAYS_EAGER or not settings.CELERY_BROKER_URL.startswith("redis"):
+    if settings.AI_TASKS_IN_PROCESS or not settings.CELERY_BROKER_URL.startswith("redis"):
         return 0.0
     try:
         import redis  # only with a Redis broker

@@ -24,7 +24,7 @@ DEBUG = env.bool("DEBUG", default=True)
 if SECRET_KEY in ("", PUBLISHED_SECRET_KEY):
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    from imserver.secret_key import development_secret_key
+    from imserver.secret_key import development_secret_key  # only when no SECRET_KEY is given
 
     # One key per checkout, in an ignored file: shared by every process started here, known to nobody else.
     SECRET_KEY = development_secret_key(BASE_DIR / ".secret_key")
@@ -150,7 +150,7 @@ else:
     # A pool of PostgreSQL connections per server process, shared by its threads: a request holds one while it
     # runs. Off, every thread that serves requests keeps a connection of its own (DB_CONN_MAX_AGE).
     if env.bool("DB_POOL", default=True):
-        from imserver.dbpool import pool_unreachable
+        from imserver.dbpool import pool_unreachable  # only with the pool: psycopg is not loaded for SQLite
 
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
         DATABASES["default"]["OPTIONS"]["pool"] = {
@@ -268,8 +268,11 @@ _broker_auth = f":{REDIS_MASTER_PARAMS['password']}@" if REDIS_MASTER_PARAMS.get
 _sentinel_broker = ";".join(f"sentinel://{_broker_auth}{host}:{port}/{REDIS_MASTER_PARAMS.get('db', 0)}"
                             for host, port in REDIS_SENTINEL_HOSTS)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_sentinel_broker or REDIS_URL)
-# No broker means the embedded system: tasks run in the same process.
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not CELERY_BROKER_URL)
+# No broker means the embedded system: the AI bridge's tasks (replies, escalation webhooks) run on
+# AI_LOCAL_WORKERS threads of the process that scheduled them, not on Celery workers.
+AI_TASKS_IN_PROCESS = env.bool("AI_TASKS_IN_PROCESS", default=not CELERY_BROKER_URL)
+# Celery's own: with no broker, a task that reaches Celery anyway runs at once instead of waiting for one.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=AI_TASKS_IN_PROCESS)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=3.0)
 # Task results: none are kept (a task's outcome is its AI record); set it (sentinel:// too) for tools that want them.

@@ -11,6 +11,7 @@ from redis.exceptions import NoScriptError, RedisError
 from rest_framework.throttling import BaseThrottle
 
 from imserver.errors import RateLimited
+from imserver.patches import redis_cache_client
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def rate_hit(key: str, rate: str) -> float | None:
     try:
         if isinstance(cache, RedisCache):
             full_key = cache.make_and_validate_key(f"throttle_{key}_log")
-            client = cache._cache.get_client(full_key, write=True)
+            client = redis_cache_client(cache, full_key, write=True)
             args = (1, full_key, repr(now), duration, limit)
             try:
                 allowed, _, oldest = client.evalsha(_LOG_SCRIPT_SHA, *args)

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from groups.permissions import group_by_public_id, require_doctor
 from imserver.pagination import paginator_for
+from imserver.patches import django_request
 from imserver.schema import errors
 from records.exports import CONTENT_TYPES, FORMATS, group_export
 from records.models import AuditEvent
@@ -54,7 +55,7 @@ class GroupExportView(APIView):
         group = group_by_public_id(group_id)
         require_doctor(request.user, group)
         chunks = group_export(group=group, fmt=fmt, with_ai_bodies=request.user.is_staff)
-        streamed = _pulled(chunks) if isinstance(request._request, ASGIRequest) else chunks
+        streamed = _pulled(chunks) if isinstance(django_request(request), ASGIRequest) else chunks
         response = StreamingHttpResponse(streamed, content_type=CONTENT_TYPES[fmt])
         response["Content-Disposition"] = f'attachment; filename="{group.group_id}.{fmt}.json"'
         return response

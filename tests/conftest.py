@@ -73,7 +73,8 @@ def care_group(doctor, patient, assistant):
 def _tasks_in_process(request, settings):
     """Outside end-to-end tests, AI tasks run in-process (the embedded system), not on a broker."""
     if "e2e" not in request.keywords:
-        settings.CELERY_TASK_ALWAYS_EAGER = True
+        settings.AI_TASKS_IN_PROCESS = True
+        settings.CELERY_TASK_ALWAYS_EAGER = True  # and nothing reaches Celery's broker
 
 
 @pytest.fixture(autouse=True)
@@ -85,11 +86,13 @@ def _fresh_rate_counters():
     from django.core.cache.backends.locmem import LocMemCache
     from django.core.cache.backends.redis import RedisCache
 
+    from imserver.patches import redis_cache_client
+
     cache = caches["default"]
     if isinstance(cache, LocMemCache):
         cache.clear()
     elif isinstance(cache, RedisCache):
-        client = cache._cache.get_client(write=True)
+        client = redis_cache_client(cache, write=True)
         for key in client.scan_iter(cache.make_key("throttle_*")):
             client.delete(key)
 
@@ -100,18 +103,11 @@ def _pool_threads_give_connections_back(monkeypatch):
     own); the consumer's sends run in a thread pool, whose threads must still give theirs back to the pool, as
     they do outside tests."""
     from channels.db import DatabaseSyncToAsync
-    from django.db import close_old_connections
 
-    thread_handler = DatabaseSyncToAsync.thread_handler
+    from imserver.patches import thread_handler_closing_in_pools
 
-    def closing_thread_handler(self, loop, *args, **kwargs):
-        try:
-            return thread_handler(self, loop, *args, **kwargs)
-        finally:
-            if not self._thread_sensitive:
-                close_old_connections()
-
-    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler", closing_thread_handler)
+    monkeypatch.setattr(DatabaseSyncToAsync, "thread_handler",
+                        thread_handler_closing_in_pools(DatabaseSyncToAsync.thread_handler))
 
 
 @pytest.fixture(scope="module")

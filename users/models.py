@@ -24,7 +24,7 @@ class UserManager(BaseUserManager):
 
     def create_user(self, username, password=None, **extra):
         # Django's own commands (createsuperuser) land here; everything else calls users.services.
-        from users.services import user_create
+        from users.services import user_create  # users.services imports this module: a cycle at import
 
         return user_create(username=username, password=password, **extra)
 

@@ -9,7 +9,6 @@ from tests.support.api import access_token
 from tests.support.live import needs_real_services
 from tests.support.waiting import ABSENCE_GRACE, assert_nothing_arrives, wait_for
 from tests.support.wsclient import Client
-from users.models import Role
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 

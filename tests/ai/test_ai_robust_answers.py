@@ -84,7 +84,7 @@ def test_two_first_replies_in_a_new_group_both_succeed(ai_service, doctor, make_
     patients = [make_user(Role.PATIENT) for _ in range(2)]
     for p in patients:
         member_add(group=group, user=p, user_role=Role.PATIENT)
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # the two steps below run by hand, at the same moment
+    settings.AI_TASKS_IN_PROCESS = False  # the two steps below run by hand, at the same moment
     settings.CELERY_BROKER_URL = "memory://"
     records = [AIInteractionRecord.objects.get(user_message=message_send(sender=p, group=group, content="hi")[0])
                for p in patients]

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 def test_a_switch_to_review_mid_stream_hides_the_rest_from_the_patient(doctor, patient, care_group, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # the record is streamed by hand below, not by a task
+    settings.AI_TASKS_IN_PROCESS = False  # the record is streamed by hand below, not by a task
     settings.CELERY_BROKER_URL = "memory://"
     settings.AI_STREAM_FRAME_MS = 0
     question, _ = message_send(sender=patient, group=care_group, content="how long should I rest?")

@@ -9,11 +9,12 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = (
     "import json, django; from django.conf import settings as s; django.setup(); "
     "print(json.dumps({'db': s.DATABASES['default']['ENGINE'], 'layer': s.CHANNEL_LAYERS['default']['BACKEND'], "
-    "'eager': s.CELERY_TASK_ALWAYS_EAGER, 'broker': s.CELERY_BROKER_URL, 'max_chars': s.IM_MAX_MESSAGE_CHARS, "
+    "'eager': s.CELERY_TASK_ALWAYS_EAGER, 'in_process': s.AI_TASKS_IN_PROCESS, 'broker': s.CELERY_BROKER_URL, "
+    "'max_chars': s.IM_MAX_MESSAGE_CHARS, "
     "'cors': s.CORS_ALLOWED_ORIGINS}))"
 )
-KNOBS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "SECRET_KEY", "DEBUG",
-         "IM_MAX_MESSAGE_CHARS", "CORS_ALLOWED_ORIGINS", "CHANNEL_LAYER_BACKEND")
+KNOBS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "AI_TASKS_IN_PROCESS",
+         "SECRET_KEY", "DEBUG", "IM_MAX_MESSAGE_CHARS", "CORS_ALLOWED_ORIGINS", "CHANNEL_LAYER_BACKEND")
 
 
 def load(**env):
@@ -29,7 +30,7 @@ def test_nothing_set_means_the_embedded_system():
     conf = json.loads(result.stdout)
     assert conf["db"] == "django.db.backends.sqlite3"
     assert conf["layer"] == "channels.layers.InMemoryChannelLayer"
-    assert conf["eager"] is True and conf["broker"] == ""
+    assert conf["eager"] is True and conf["in_process"] is True and conf["broker"] == ""
     assert conf["max_chars"] == 4000
 
 
@@ -40,7 +41,7 @@ def test_urls_switch_to_production_parts():
     conf = json.loads(result.stdout)
     assert conf["db"] == "django.db.backends.postgresql"
     assert conf["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
-    assert conf["eager"] is False and conf["broker"] == "redis://cache.example:6379/0"
+    assert conf["eager"] is False and conf["in_process"] is False and conf["broker"] == "redis://cache.example:6379/0"
     assert conf["max_chars"] == 500 and conf["cors"] == ["https://care.example.org"]
 
 

@@ -2,17 +2,18 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+
+from bench.processes import Process as Supervised
+from bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,12 +34,6 @@ def needs_real_services():
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_database_url() -> str:
     conf = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -57,54 +52,11 @@ def server_env(**extra) -> dict:
     return env
 
 
-class Process:
-    """One real process of the system, its output in a log file of the test."""
+class Process(Supervised):
+    """One real process of the system sharing the test database and Redis (bench.processes supervises it)."""
 
     def __init__(self, log_dir: Path, name: str, argv: list[str], health_url: str | None = None, **env):
-        self.name, self.health_url, self.argv, self.env = name, health_url, argv, server_env(**env)
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def restart(self):
-        """Start the same command again (same port), after stop() or kill()."""
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        return self.wait_ready()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30, ready_text: str | None = None):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.output()[-2000:]}")
-            if ready_text is not None and ready_text in self.output():
-                return self
-            if self.health_url is not None:
-                try:
-                    if httpx.get(self.health_url, timeout=1).status_code == 200:
-                        return self
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready: {self.output()[-2000:]}")
-
-    def kill(self):
-        """kill -9."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
+        super().__init__(log_dir, name, argv, server_env(**env), health_url=health_url)
 
 
 class Server(Process):
@@ -558,44 +510,31 @@ def start_production_server(processes):
     return start
 
 
-class Respawned(Process):
-    """A process run through deploy/respawn, as deploy/Procfile runs it: started again when it dies by itself.
-    It has a process group of its own, so that stop() and kill() reach the command as well as respawn."""
+class _OwnGroup(Supervised):
+    """A process leading a group of its own: stop() and kill() reach its children, and whatever of the group
+    outlives the leader is killed when it stops."""
+
+    def __init__(self, log_dir: Path, name: str, argv: list[str], env: dict, **options):
+        super().__init__(log_dir, name, argv, env, new_session=True, **options)
+
+    def stop(self):
+        super().stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+class Respawned(_OwnGroup):
+    """A process run through deploy/respawn, as deploy/Procfile runs it: started again when it dies by itself."""
 
     def __init__(self, log_dir: Path, name: str, argv: list[str], **env):
-        self.name, self.health_url, self.argv, self.env = name, None, [str(ROOT / "deploy/respawn"), *argv], \
-            server_env(**env)
-        self.log_path = log_dir / f"{name}.log"
-        self.restart()
-
-    def restart(self):
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        return self
+        super().__init__(log_dir, name, [str(ROOT / "deploy/respawn"), *argv], server_env(**env), stop_timeout=30)
 
     def respawns(self) -> int:
         """How often respawn had to start the command again."""
         return self.output().count("respawn: ")
 
-    def kill(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
 
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group outlived respawn
-        self.log.close()
-
-
-class MakeRun(Process):
+class MakeRun(_OwnGroup):
     """`make run` itself (demo_setup, the reference AI service on AI_PORT, the server on PORT), on the test database,
     in a process group of its own so that stop() reaches make, its shell and both servers. The install step is not
     remade (`-o install`): the test's interpreter is the project's."""
@@ -603,37 +542,12 @@ class MakeRun(Process):
     def __init__(self, log_dir: Path, name: str = "make-run", **env):
         self.port, self.ai_port = free_port(), free_port()
         self.url, self.ws_url = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
-        self.name, self.health_url = name, f"{self.url}/health"
-        self.argv = [shutil.which("make") or "make", "-o", "install", "run", f"PORT={self.port}",
-                     f"AI_PORT={self.ai_port}", f"PY={sys.executable}"]
-        self.env = server_env(**env)
+        argv = [shutil.which("make") or "make", "-o", "install", "run", f"PORT={self.port}",
+                f"AI_PORT={self.ai_port}", f"PY={sys.executable}"]
+        env = server_env(**env)
         for inherited in ("AI_SERVICE_URL", "ALLOWED_HOSTS", "MAKEFLAGS", "MFLAGS"):
-            self.env.pop(inherited, None)  # as in a fresh shell: make run decides them
-        self.log_path = log_dir / f"{name}.log"
-        self.restart()
-
-    def restart(self):
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed by stop()
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        return self
-
-    def kill(self):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever of the group outlived make
-        self.log.close()
+            env.pop(inherited, None)  # as in a fresh shell: make run decides them
+        super().__init__(log_dir, name, argv, env, health_url=f"{self.url}/health", stop_timeout=20)
 
 
 @pytest.fixture

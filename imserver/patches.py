@@ -1,0 +1,144 @@
+"""Every override that touches a private API of Django, channels or psycopg-pool, in one place.
+
+Each says what it buys; tests/core/test_framework_patches.py fails, naming the pinned version, when an upgrade
+changes what one of them touches. Anywhere else the code uses public APIs only, and reaches these through the
+names below. (Pins: requirements.txt.)"""
+import threading
+
+from channels.consumer import get_handler_name
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
+from django.db import close_old_connections
+
+# --- Django's ASGI handler: one thread hop per HTTP request ---------------------------------------------------
+
+
+class SyncMiddlewareChainMixin:
+    """For an ASGIHandler subclass: the middleware chain built sync, as a whole adapted to async once.
+
+    Django builds it async and adapts each sync middleware and the view on its own, so a request went from the
+    event loop to a thread for the middleware, back to the loop to resolve the URL, and to the thread again for
+    the view; here the middleware and the view run in one go. With the consumer's dispatch below: HTTP send
+    10.2 → 8.2 ms of server CPU per message, WebSocket send 4.5 → 3.8 ms (README, Performance).
+
+    Private: `BaseHandler._middleware_chain`, which `load_middleware` sets."""
+
+    def load_middleware(self, is_async=False):
+        super().load_middleware(is_async=False)
+        self._middleware_chain = self.adapt_method_mode(True, self._middleware_chain, False)
+
+
+# --- channels: no thread hop per channel-layer event --------------------------------------------------------
+
+
+class DispatchWithoutConnectionCloseMixin:
+    """For an AsyncConsumer subclass: `AsyncConsumer.dispatch` copied without its `aclose_old_connections()`, a
+    thread hop to close stale database connections before every event (each pushed message, for each
+    connection). Only for a consumer that reaches the database through database_sync_to_async alone, which closes
+    them in its own thread. Its figure is shared with the middleware chain above (README, Performance).
+
+    Copied: the test compares `AsyncConsumer.dispatch`'s source with the one this copy was made from."""
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+
+def thread_handler_closing_in_pools(thread_handler):
+    """`DatabaseSyncToAsync.thread_handler` that also closes a thread pool's connections when channels' test
+    communicator has turned that closing off (to spare the test's own): a send running in a pool thread
+    (thread_sensitive=False) gives its connection back to the pool, as outside tests. For tests/conftest.py.
+
+    Private: `SyncToAsync._thread_sensitive`, and `thread_handler(self, loop, *args, **kwargs)` itself."""
+
+    def closing_thread_handler(self, loop, *args, **kwargs):
+        try:
+            return thread_handler(self, loop, *args, **kwargs)
+        finally:
+            if not self._thread_sensitive:
+                close_old_connections()
+
+    return closing_thread_handler
+
+
+# --- Django's Redis cache: one pool and one client per process ----------------------------------------------
+
+
+class SharedRedisCacheClient(RedisCacheClient):
+    """Django's Redis cache client, sharing one connection pool and one redis-py client per process.
+
+    Django makes a cache object per thread or async context, each with its own pool, and a new Redis client for
+    every call: under ASGI that is a new Redis connection for every request (Django ticket #35651), and building
+    a client costs more than the call. With request threads reused: HTTP send 7.2 → 6.1–6.3 ms of server CPU
+    per message, WebSocket send 3.4 → 3.25 ms (README, Performance).
+
+    Private: `_servers`, `_get_connection_pool_index`, `_pool_options`, `_pool_class`, `_client`,
+    `_get_connection_pool`."""
+
+    _shared: dict = {}  # (server, options) -> (pool, client), for the whole process
+    _shared_lock = threading.Lock()
+
+    def pool_new(self, server: str, options: dict):
+        """A new connection pool for `server`; a subclass may build it otherwise (imserver.cache: Sentinel)."""
+        return self._pool_class.from_url(server, **options)
+
+    def _shared_for(self, write):
+        server = self._servers[self._get_connection_pool_index(write)]
+        key = (server, repr(sorted(self._pool_options.items())))
+        shared = self._shared.get(key)
+        if shared is None:
+            with self._shared_lock:
+                shared = self._shared.get(key)
+                if shared is None:
+                    pool = self.pool_new(server, self._pool_options)
+                    shared = self._shared[key] = (pool, self._client(connection_pool=pool))
+        return shared
+
+    def _get_connection_pool(self, write):
+        return self._shared_for(write)[0]
+
+    def get_client(self, key=None, *, write=False):
+        return self._shared_for(write)[1]
+
+
+class SharedClientRedisCache(DjangoRedisCache):
+    """Django's RedisCache with the client class of `client_class`. Private: `RedisCache._class`."""
+
+    client_class = SharedRedisCacheClient
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        self._class = self.client_class
+
+
+def redis_cache_client(cache: DjangoRedisCache, key: str | None = None, *, write: bool = False):
+    """The redis-py client behind a Django RedisCache, for what the cache API lacks: the send-rate check as one
+    Redis script (one of the changes of the README's Performance row that took an HTTP send from 13.3 to 10.2 ms
+    of server CPU per message, a WebSocket send from 6.1 to 4.5), and the tests' removal of the counters.
+    Private: `RedisCache._cache`."""
+    return cache._cache.get_client(key, write=write)
+
+
+# --- psycopg-pool: fail the waiting requests at once when the database is unreachable ------------------------
+
+
+def pool_waiting_fail(pool, exc: Exception) -> None:
+    """Fail every request waiting for a connection of `pool` with `exc`, the way the pool's own close() fails
+    them: when the pool gives up connecting, they answer 503 now instead of after DB_POOL_TIMEOUT (10 s by
+    default). Private: `ConnectionPool._lock`, `ConnectionPool._waiting` and its clients' `fail()`."""
+    with pool._lock:
+        waiting = list(pool._waiting)
+        pool._waiting.clear()
+    for client in waiting:
+        client.fail(exc)
+
+
+# --- DRF: the Django request under a DRF one ------------------------------------------------------------------
+
+
+def django_request(request):
+    """The Django HttpRequest a DRF Request wraps (its attributes are proxied; its class is not).
+    Private: `rest_framework.request.Request._request`."""
+    return request._request

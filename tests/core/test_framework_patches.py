@@ -1,0 +1,134 @@
+"""The private framework APIs imserver.patches leans on are still there, in the shape each override expects: an
+upgrade that changes one fails here, naming the pinned version, instead of in production."""
+import hashlib
+import inspect
+import re
+from collections import deque
+from importlib.metadata import version
+from pathlib import Path
+
+import psycopg
+import pytest
+from asgiref.sync import SyncToAsync
+from channels.consumer import AsyncConsumer
+from channels.db import DatabaseSyncToAsync
+from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
+from django.core.cache.backends.redis import RedisCacheClient
+from django.core.handlers.base import BaseHandler
+from django.db.backends.utils import CursorWrapper
+from django.http import HttpRequest
+from psycopg_pool import ConnectionPool
+from psycopg_pool.pool import WaitingClient
+from rest_framework.request import Request
+
+from chat.consumers import ChatConsumer
+from imserver import patches
+from imserver.asgi import ASGIRequestHandler
+from imserver.cache import RedisCache, SentinelRedisCacheClient
+
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
+LOCATION = "redis://127.0.0.1:1/0"  # never connected to
+
+
+def pinned(dist: str) -> str:
+    match = re.search(rf"^{re.escape(dist)}(?:\[[^\]]*\])?==(\S+)", REQUIREMENTS.read_text(), re.M | re.I)
+    return match.group(1) if match else "?"
+
+
+def upgrade(dist: str, what: str) -> str:
+    return (f"{dist} {version(dist)} (pinned {pinned(dist)}) changed {what}: review the override in "
+            f"imserver/patches.py before upgrading")
+
+
+def source_digest(function) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()
+
+
+def parameters(function) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+# --- Django ---------------------------------------------------------------------------------------------------
+
+def test_django_builds_the_middleware_chain_in_load_middleware():
+    assert parameters(BaseHandler.load_middleware) == ["self", "is_async"], \
+        upgrade("Django", "BaseHandler.load_middleware(is_async)")
+    assert parameters(BaseHandler.adapt_method_mode)[:4] == ["self", "is_async", "method", "method_is_async"], \
+        upgrade("Django", "BaseHandler.adapt_method_mode(is_async, method, method_is_async)")
+    assert "self._middleware_chain" in inspect.getsource(BaseHandler.load_middleware), \
+        upgrade("Django", "BaseHandler._middleware_chain")
+
+
+def test_the_asgi_handler_runs_one_async_chain_around_sync_middleware():
+    handler = ASGIRequestHandler()
+    assert isinstance(handler._middleware_chain, SyncToAsync), \
+        upgrade("Django", "what load_middleware leaves in BaseHandler._middleware_chain")
+
+
+def test_django_redis_cache_client_keeps_what_the_shared_client_reads():
+    client = RedisCacheClient([LOCATION], socket_timeout=1.0)
+    for attribute in ("_servers", "_pool_options", "_pool_class", "_client"):
+        assert hasattr(client, attribute), upgrade("Django", f"RedisCacheClient.{attribute}")
+    assert client._servers == [LOCATION] and client._pool_options["socket_timeout"] == 1.0, \
+        upgrade("Django", "RedisCacheClient._servers/_pool_options")
+    assert parameters(RedisCacheClient._get_connection_pool_index) == ["self", "write"], \
+        upgrade("Django", "RedisCacheClient._get_connection_pool_index(write)")
+    assert parameters(RedisCacheClient._get_connection_pool) == ["self", "write"], \
+        upgrade("Django", "RedisCacheClient._get_connection_pool(write)")
+    assert parameters(RedisCacheClient.get_client) == ["self", "key", "write"], \
+        upgrade("Django", "RedisCacheClient.get_client(key, *, write)")
+
+
+def test_django_redis_cache_builds_its_client_from_class():
+    assert "self._class" in inspect.getsource(DjangoRedisCache), upgrade("Django", "RedisCache._class")
+    assert type(RedisCache(LOCATION, {})._cache) is SentinelRedisCacheClient, \
+        upgrade("Django", "RedisCache._cache built from RedisCache._class")
+    client = patches.redis_cache_client(RedisCache(LOCATION, {}), write=True)
+    assert client is patches.redis_cache_client(RedisCache(LOCATION, {})), \
+        upgrade("Django", "RedisCache._cache.get_client: one client per process no more")
+
+
+def test_the_statement_counter_of_the_cost_tests_still_wraps_cursor_execute():
+    assert parameters(CursorWrapper._execute) == ["self", "sql", "params", "ignored_wrapper_args"], \
+        upgrade("Django", "CursorWrapper._execute (tests/core/test_message_send_cost.py patches it)")
+
+
+# --- channels and asgiref -------------------------------------------------------------------------------------
+
+# AsyncConsumer.dispatch as of channels 4.3.2, which DispatchWithoutConnectionCloseMixin copies less one line.
+DISPATCH_DIGEST = "39f34e7d4fb0f6552de4ade665b943fe78137379702af6b58c79a14c49a75520"
+
+
+def test_channels_dispatch_is_the_one_the_consumer_copied():
+    assert source_digest(AsyncConsumer.dispatch) == DISPATCH_DIGEST, \
+        upgrade("channels", "AsyncConsumer.dispatch, copied by DispatchWithoutConnectionCloseMixin")
+    assert ChatConsumer.dispatch is patches.DispatchWithoutConnectionCloseMixin.dispatch
+
+
+def test_channels_thread_handler_is_still_wrappable():
+    assert parameters(DatabaseSyncToAsync.thread_handler) == ["self", "loop", "args", "kwargs"], \
+        upgrade("channels", "DatabaseSyncToAsync.thread_handler(loop, *args, **kwargs)")
+    assert SyncToAsync(print, thread_sensitive=False)._thread_sensitive is False, \
+        upgrade("asgiref", "SyncToAsync._thread_sensitive")
+
+
+# --- psycopg-pool ---------------------------------------------------------------------------------------------
+
+def test_psycopg_pool_queue_can_be_failed_at_once():
+    pool = ConnectionPool("dbname=none", open=False)
+    assert hasattr(pool._lock, "__enter__") and isinstance(pool._waiting, deque), \
+        upgrade("psycopg-pool", "ConnectionPool._lock/_waiting")
+    waiting = WaitingClient()
+    pool._waiting.append(waiting)
+    patches.pool_waiting_fail(pool, psycopg.OperationalError("away"))
+    assert not pool._waiting, upgrade("psycopg-pool", "ConnectionPool._waiting")
+    with pytest.raises(psycopg.OperationalError, match="away"):
+        waiting.wait(timeout=0.1)
+
+
+# --- DRF ------------------------------------------------------------------------------------------------------
+
+def test_drf_request_wraps_the_django_request():
+    django_request = HttpRequest()
+    assert patches.django_request(Request(django_request)) is django_request, \
+        upgrade("djangorestframework", "Request._request")
