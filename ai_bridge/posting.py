@@ -13,6 +13,7 @@ from chat.models import Message, MsgType
 from chat.services import message_send
 from groups.models import AIMode, ChatGroup, GroupMember
 from groups.services import member_add
+from imserver import publish
 from imserver.errors import AlreadyMember, Conflict
 from imserver.metrics import AI_FIRST_DELTA, AI_OUTCOMES
 from users.models import Role, User
@@ -102,7 +103,7 @@ def status_push(record: AIInteractionRecord, status: str) -> None:
     group_id = record.group.group_id
     frame = {"type": "ai_status", "group_id": group_id, "user_message_id": record.user_message.message_id,
              "status": status}
-    transaction.on_commit(lambda: realtime.group_event(group_id, frame))
+    transaction.on_commit(lambda: publish.group_event(group_id, frame))
 
 
 
@@ -143,5 +144,5 @@ class DeltaRelay:
         if self.doctors_only:
             realtime.role_event(group=self.record.group, role=Role.DOCTOR, frame=frame)
         else:
-            realtime.group_event(self.group_id, frame)
+            publish.group_event(self.group_id, frame)
         self.index, self.pending, self.sent_at = self.index + 1, "", time.monotonic()

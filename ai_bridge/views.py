@@ -15,10 +15,10 @@ from ai_bridge.serializers import (
     RejectSerializer,
 )
 from ai_bridge.services import ai_service_probe
+from chat.serializers import MessageSerializer, message_data
 from groups.permissions import group_by_public_id, require_doctor
 from imserver import ids
 from imserver.audit import audit
-from chat.serializers import MessageSerializer, message_data
 from imserver.errors import AIServiceUnavailable, NotFound
 from imserver.pagination import paginator_for
 from imserver.schema import errors, example

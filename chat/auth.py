@@ -12,7 +12,6 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from users.models import User
 
-
 CLOSE_TOKEN_INVALID, CLOSE_NOT_ALLOWED = 4401, 4403
 
 

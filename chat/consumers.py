@@ -17,6 +17,7 @@ from chat.services import message_send
 from groups.models import ChatGroup, GroupMember
 from groups.permissions import group_by_public_id, group_with_role, require_member
 from groups.services import read_mark
+from imserver import publish
 from imserver.dbrouter import replica_read
 from imserver.errors import InternalError, NotGroupMember, ServiceError, ServiceUnavailable, database_unavailable
 from imserver.metrics import PUSH_LATENCY, WS_OPEN
@@ -67,10 +68,10 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         self.sequencer = PushSequencer()
         self.push_lock = asyncio.Lock()  # frames of one connection leave in the order they were decided
         # Membership news first, so that a change committed while the memberships are read is not lost.
-        await self.channel_layer.group_add(realtime.user_channel(self.user.user_id), self.channel_name)
+        await self.channel_layer.group_add(publish.user_channel(self.user.user_id), self.channel_name)
         self.group_ids = {g["group_id"] for g in await self._memberships()}
         for group_id in self.group_ids:
-            await self.channel_layer.group_add(realtime.group_channel(group_id), self.channel_name)
+            await self.channel_layer.group_add(publish.group_channel(group_id), self.channel_name)
         # Read again once subscribed: a message after these last_seq values is pushed, one up to them is synced.
         groups = await self._connected_groups()
         for group in groups:
@@ -116,8 +117,8 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
             self.slot_taken = False
             try:
                 for group_id in group_ids:
-                    await self.channel_layer.group_discard(realtime.group_channel(group_id), self.channel_name)
-                await self.channel_layer.group_discard(realtime.user_channel(self.user.user_id), self.channel_name)
+                    await self.channel_layer.group_discard(publish.group_channel(group_id), self.channel_name)
+                await self.channel_layer.group_discard(publish.user_channel(self.user.user_id), self.channel_name)
             finally:
                 await slots.slot_give_back(user_id=self.user.user_id, channel_name=self.channel_name)
 
@@ -174,7 +175,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         group_id = frames.group_id(frame)
         if group_id not in self.group_ids:
             await self._check_member(group_id)
-        await self.channel_layer.group_send(realtime.group_channel(group_id), {
+        await self.channel_layer.group_send(publish.group_channel(group_id), {
             "type": "group.event",
             "frame": {"type": "typing", "group_id": group_id, "user_id": self.user.user_id},
         })
@@ -260,7 +261,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
             return
         frame = event["frame"]
         group_id = frame["group_id"]
-        channel = realtime.group_channel(group_id)
+        channel = publish.group_channel(group_id)
         if frame["type"] == "member_joined":
             followed = group_id in self.group_ids
             self.group_ids.add(group_id)
@@ -291,7 +292,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
     # --- helpers --------------------------------------------------------------------------------
 
     async def _write_frame(self, frame: dict):
-        await self.send(text_data=realtime.frame_text(frame))
+        await self.send(text_data=publish.frame_text(frame))
 
     async def _write_texts(self, texts: list[str]):
         for text in texts:
@@ -341,7 +342,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         if group is None:
             return []
         messages, _ = Message.objects.catch_up(group, after_seq=after_seq, limit=settings.IM_SYNC_LIMIT_MAX)
-        return [(m.seq, realtime.frame_text(realtime.message_frame(m))) for m in messages]
+        return [(m.seq, publish.frame_text(realtime.message_frame(m))) for m in messages]
 
     @database_sync_to_async
     def _check_member(self, group_id):

@@ -6,8 +6,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from chat import realtime
 from groups.models import ChatGroup, GroupMember
+from imserver import publish
 from users.models import User
 
 CLOSE_NOT_ALLOWED = 4403
@@ -17,13 +17,13 @@ CLOSE_NOT_ALLOWED = 4403
 def _user_saved(sender, instance: User, created: bool, **kwargs):
     if not created and not instance.is_active:
         user_id = instance.user_id
-        transaction.on_commit(lambda: realtime.connections_close(user_id, code=CLOSE_NOT_ALLOWED))
+        transaction.on_commit(lambda: publish.connections_close(user_id, code=CLOSE_NOT_ALLOWED))
 
 
 @receiver(post_delete, sender=User, dispatch_uid="chat.user_deleted")
 def _user_deleted(sender, instance: User, **kwargs):
     user_id = instance.user_id
-    transaction.on_commit(lambda: realtime.connections_close(user_id, code=CLOSE_NOT_ALLOWED))
+    transaction.on_commit(lambda: publish.connections_close(user_id, code=CLOSE_NOT_ALLOWED))
 
 
 @receiver(post_delete, sender=GroupMember, dispatch_uid="chat.member_deleted")
@@ -35,5 +35,5 @@ def _member_deleted(sender, instance: GroupMember, **kwargs):
     user_id = instance.user.user_id if GroupMember.user.is_cached(instance) else \
         User.objects.filter(pk=instance.user_id).values_list("user_id", flat=True).first()
     if group_id and user_id:
-        transaction.on_commit(lambda: realtime.member_left(group_id=group_id, user_id=user_id,
+        transaction.on_commit(lambda: publish.member_left(group_id=group_id, user_id=user_id,
                                                            user_role=instance.user_role))

@@ -3,8 +3,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import BigIntegerField, Subquery, Value
 from django.db.models.functions import Least
 
-from chat import realtime
 from groups.models import AIMode, ChatGroup, GroupMember
+from imserver import publish
 from imserver.audit import audit
 from imserver.errors import AlreadyMember, NotFound, NotGroupMember, ValidationFailed
 from users.models import Role, User
@@ -66,7 +66,7 @@ def member_add(*, group: ChatGroup, user: User, user_role: str) -> GroupMember:
     except IntegrityError as exc:
         raise AlreadyMember(details={"user_id": user.user_id, "group_id": group.group_id}) from exc
     audit(action="member.add", target=group.group_id, details={"user_id": user.user_id, "user_role": user_role})
-    transaction.on_commit(lambda: realtime.member_joined(member=member))
+    transaction.on_commit(lambda: publish.member_joined(member=member))
     return member
 
 
@@ -109,6 +109,6 @@ def read_mark(*, group: ChatGroup, user: User, seq: int) -> int:
         if last_read_seq is None:
             raise NotGroupMember(details={"group_id": group.group_id})
         if moved:
-            transaction.on_commit(lambda: realtime.read_receipt(group_id=group.group_id, user_id=user.user_id,
+            transaction.on_commit(lambda: publish.read_receipt(group_id=group.group_id, user_id=user.user_id,
                                                                 last_read_seq=last_read_seq))
     return last_read_seq

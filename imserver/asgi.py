@@ -50,15 +50,15 @@ django_asgi_app = ASGIRequestHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from chat import realtime  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
+from imserver import publish  # noqa: E402
 
 
 class Application(ProtocolTypeRouter):
-    """HTTP and WebSocket; the loop serving them also publishes the pushes its threads decide (chat.realtime)."""
+    """HTTP and WebSocket; the loop serving them also publishes the pushes its threads decide (imserver.publish)."""
 
     async def __call__(self, scope, receive, send):
-        realtime.publish_on(asyncio.get_running_loop())
+        publish.publish_on(asyncio.get_running_loop())
         return await super().__call__(scope, receive, send)
 
 

@@ -4,6 +4,7 @@ import os
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init
 
+from imserver import publish
 from imserver.requestid import new_request_id, request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
@@ -38,6 +39,4 @@ def _request_id_done(task_id=None, **kwargs):
 @worker_init.connect
 def _publish_from_own_loop(**kwargs):
     """A worker's pushes (AI replies, AI status) share one event loop and its Redis connections."""
-    from chat import realtime  # it imports models: the worker's app registry is ready only now
-
-    realtime.publish_from_own_loop()
+    publish.publish_from_own_loop()

@@ -20,7 +20,7 @@ from tests.support.wsclient import Client
 from users.models import Role
 
 # Where frames are built: their "type" values (channel-layer event types, with a dot, are not frames).
-FRAME_SOURCES = ["chat/consumers.py", "chat/frames.py", "chat/realtime.py", "ai_bridge/posting.py",
+FRAME_SOURCES = ["chat/consumers.py", "chat/frames.py", "chat/realtime.py", "imserver/publish.py", "ai_bridge/posting.py",
                  "ai_bridge/escalation.py", "ai_bridge/review.py"]
 CLOSE_CODES = {4401, 4403, 4429, 4008, 1012}
 
