@@ -136,6 +136,10 @@ def _stored(message: Message, via: str) -> None:
 
 # The columns the send statement fills, in the model's order; `seq` comes from the group's bumped last_seq.
 _INSERTED = [f for f in Message._meta.concrete_fields if not f.primary_key and f.attname != "seq"]
+_INSERT = (f" RETURNING last_seq) INSERT INTO {Message._meta.db_table} ({', '.join(f.column for f in _INSERTED)}, seq)"
+           f" SELECT {', '.join(['%s'] * len(_INSERTED))}, last_seq FROM bump RETURNING id, seq")
+_NOT_STORED_YET = (f" AND NOT EXISTS (SELECT 1 FROM {Message._meta.db_table}"
+                   " WHERE group_id = %s AND sender_id = %s AND client_msg_id = %s)")
 
 
 def _store(message: Message, *, lift_pause: bool) -> None:
@@ -155,20 +159,15 @@ def _store(message: Message, *, lift_pause: bool) -> None:
 
 
 def _bump_and_insert(message: Message, *, lift_pause: bool) -> None:
-    group_table, message_table = ChatGroup._meta.db_table, Message._meta.db_table
     pause = ", ai_paused = FALSE" if lift_pause else ""
     params: list = [message.group_id]
     repeat = ""
     if message.client_msg_id is not None:  # a repeat bumps nothing and stores nothing
-        repeat = (f" AND NOT EXISTS (SELECT 1 FROM {message_table}"
-                  " WHERE group_id = %s AND sender_id = %s AND client_msg_id = %s)")
+        repeat = _NOT_STORED_YET
         params += [message.group_id, message.sender_id, message.client_msg_id]
-    columns = ", ".join(f.column for f in _INSERTED)
-    values = ", ".join(["%s"] * len(_INSERTED))
     params += [f.get_db_prep_save(getattr(message, f.attname), connection) for f in _INSERTED]
-    sql = (f"WITH bump AS (UPDATE {group_table} SET last_seq = last_seq + 1{pause} WHERE id = %s{repeat}"
-           f" RETURNING last_seq) INSERT INTO {message_table} ({columns}, seq) SELECT {values}, last_seq FROM bump"
-           " RETURNING id, seq")
+    sql = (f"WITH bump AS (UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1{pause}"
+           f" WHERE id = %s{repeat}{_INSERT}")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()

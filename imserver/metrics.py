@@ -1,6 +1,6 @@
-"""The Prometheus metrics of this process, and the scrape-time collector of what imserver itself knows.
+"""The Prometheus metrics of this process, and the scrape-time gauge of what imserver itself knows.
 
-Apps that add values read at scrape time register their own collector from their `ready()` (ai_bridge/metrics.py).
+Apps that add values read at scrape time register their own gauges from their `ready()` (ai_bridge/metrics.py).
 """
 from django.conf import settings
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -20,31 +20,42 @@ AI_REPLY_STORED = Histogram("im_ai_reply_seconds", "From the start of an AI atte
 AI_CALLS = Histogram("im_ai_call_duration_seconds", "Calls to the AI service by outcome", ["outcome"],
                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 
-_QUEUE = ("im_celery_queue_length", "Tasks waiting in the Celery queue")
 
+class ScrapeGauge:
+    """A gauge read when Prometheus scrapes, from `read()`; NaN when what it reads is down (a scrape never fails)."""
 
-class _CeleryQueueCollector:
-    """The Celery queue's length, read at scrape time."""
+    def __init__(self, name: str, documentation: str, read):
+        self.name, self.documentation, self.read = name, documentation, read
 
-    def describe(self):  # lets the registry check names without touching the broker at import
-        yield GaugeMetricFamily(*_QUEUE)
+    def describe(self):  # lets the registry check the name without reading anything at registration
+        yield GaugeMetricFamily(self.name, self.documentation)
 
     def collect(self):
-        queue = GaugeMetricFamily(*_QUEUE)
-        queue.add_metric([], _queue_length())
-        yield queue
+        gauge = GaugeMetricFamily(self.name, self.documentation)
+        try:
+            gauge.add_metric([], float(self.read()))
+        except Exception:  # noqa: BLE001 - a scrape never fails because a part is down
+            gauge.add_metric([], float("nan"))
+        yield gauge
+
+
+_registered: set[str] = set()
+
+
+def scrape_gauge_register(name: str, documentation: str, read) -> None:
+    """Register a scrape-time gauge once per process, however often the registering app is made ready."""
+    if name not in _registered:
+        REGISTRY.register(ScrapeGauge(name, documentation, read))
+        _registered.add(name)
 
 
 def _queue_length() -> float:
     if settings.AI_TASKS_IN_PROCESS or not settings.CELERY_BROKER_URL.startswith("redis"):
         return 0.0
-    try:
-        import redis  # only with a Redis broker
+    import redis  # only with a Redis broker
 
-        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=settings.HEALTH_CHECK_TIMEOUT)
-        return float(client.llen("celery"))
-    except Exception:  # noqa: BLE001 - a scrape never fails because a part is down
-        return float("nan")
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=settings.HEALTH_CHECK_TIMEOUT)
+    return float(client.llen("celery"))
 
 
-REGISTRY.register(_CeleryQueueCollector())
+scrape_gauge_register("im_celery_queue_length", "Tasks waiting in the Celery queue", _queue_length)

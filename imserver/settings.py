@@ -312,9 +312,11 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": False,
 }
 # Seconds a server process keeps the user of an access token instead of reading it on every request (0: off). A
-# change of the user drops it from every process at once through Redis (users.usercache); without Redis, off.
-AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=30.0)
-# Seconds between the checks that the cache's Redis subscription is alive; a lost one turns the cache off.
+# change of the user drops it from every process at once through Redis (users.usercache); without Redis, off. The
+# bound for a process whose subscription died silently (it stops acknowledging; the change's author is warned).
+AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=10.0)
+# Seconds between the checks that the cache's Redis subscription is alive (a lost one turns the cache off), and
+# the longest pause between attempts to subscribe again.
 AUTH_USER_CACHE_HEALTH_SECONDS = env.float("AUTH_USER_CACHE_HEALTH_SECONDS", default=5.0)
 # Seconds a user change waits for every listening process to confirm it dropped the user.
 AUTH_USER_CACHE_ACK_SECONDS = env.float("AUTH_USER_CACHE_ACK_SECONDS", default=1.0)

@@ -9,6 +9,7 @@ until it is back, when everything kept so far is dropped), every request reads i
 before. A user read while a change was being announced is not kept."""
 import copy
 import logging
+import math
 import os
 import threading
 import time
@@ -28,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 def _channel() -> str:
     return f"{settings.CHANNEL_LAYER_PREFIX}:users-changed"
+
+
+def _ack_key_seconds() -> int:
+    return max(1, math.ceil(settings.AUTH_USER_CACHE_ACK_SECONDS * 2))
 
 
 def _load(user_id: str) -> User | None:
@@ -139,13 +144,14 @@ class UserCache:
                         nonce, _, user_id = message["data"].decode().partition(":")
                         self.drop(user_id)
                         acks = f"{_channel()}:ack:{nonce}"
-                        self._client().pipeline().rpush(acks, 1).expire(acks, 60).execute()
+                        # kept no longer than the announcer waits for it
+                        self._client().pipeline().rpush(acks, 1).expire(acks, _ack_key_seconds()).execute()
             except Exception as exc:  # noqa: BLE001 - a lost subscription means: no cache until it is back
                 self.listening.clear()
                 self.drop()
                 logger.warning("user cache off: %s", exc.__class__.__name__)
                 time.sleep(pause)
-                pause = min(pause * 2, 10.0)
+                pause = min(pause * 2, settings.AUTH_USER_CACHE_HEALTH_SECONDS)
 
 
 users = UserCache()

@@ -25,14 +25,18 @@ def bench_database():
     recreate_database(bench_database_url(name), create=False)
 
 
-def test_seed_smoke_runs_and_loses_nothing(tmp_path, bench_database):
+def bench(tmp_path, database: str, scenario: str, *args: str, timeout: float) -> dict:
+    """Run `python -m bench.run` on the benchmark's own database; the scenario's result."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
-    env["BENCH_DATABASE_NAME"] = bench_database
-    run = subprocess.run([sys.executable, "-m", "bench.run", "seed", "--users", "10", "--duration", "10",
-                          "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    env["BENCH_DATABASE_NAME"] = database
+    run = subprocess.run([sys.executable, "-m", "bench.run", scenario, *args, "--out", str(tmp_path)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return json.loads(next(tmp_path.glob(f"*-{scenario}.json")).read_text())
 
-    result = json.loads(next(tmp_path.glob("*-seed.json")).read_text())
+
+def test_seed_smoke_runs_and_loses_nothing(tmp_path, bench_database):
+    result = bench(tmp_path, bench_database, "seed", "--users", "10", "--duration", "10", timeout=240)
     integrity = result["integrity"]
     assert result["config"]["users"] == 10
     assert result["sends"]["acknowledged"] == result["sends"]["attempted"] > 0
@@ -47,13 +51,7 @@ def test_seed_smoke_runs_and_loses_nothing(tmp_path, bench_database):
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="the send scenario's HTTP load is wrk (make deploy-tools)")
 def test_send_smoke_runs_every_phase_and_loses_nothing(tmp_path, bench_database):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
-    env["BENCH_DATABASE_NAME"] = bench_database
-    run = subprocess.run([sys.executable, "-m", "bench.run", "send", "--duration", "2", "--servers", "1",
-                          "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-
-    result = json.loads(next(tmp_path.glob("*-send.json")).read_text())
+    result = bench(tmp_path, bench_database, "send", "--duration", "2", "--servers", "1", timeout=300)
     phases = {p["name"]: p for p in result["phases"]}
     assert set(phases) == {"http, 20 groups", "http, one group", "websocket, 20 groups", "websocket, one group",
                            "http, 20 groups, nobody connected"}
