@@ -6,6 +6,8 @@ class AiBridgeConfig(AppConfig):
     verbose_name = "AI bridge"
 
     def ready(self):
-        from ai_bridge import metrics, signals  # noqa: F401 - signals connects the post_save receiver
+        from ai_bridge import metrics, signals  # signals connects the post_save receiver
+        from chat.services import orm_path_for
 
         metrics.collector_register()
+        orm_path_for(signals.forwarded)  # its record is opened in the message's transaction

@@ -13,7 +13,7 @@ from chat import frames, realtime, slots
 from chat.models import Message, MsgType
 from chat.ordering import PushSequencer
 from chat.serializers import SEQ_MAX, message_data
-from chat.services import message_send
+from chat.services import message_send, message_send_direct
 from groups.models import ChatGroup, GroupMember
 from groups.permissions import group_by_public_id, group_with_role, require_member
 from groups.services import read_mark
@@ -316,10 +316,18 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
     def _read_mark(self, group_id: str, seq: int) -> int:
         return read_mark(group=group_by_public_id(group_id), user=self.user, seq=seq)
 
+    async def _store_message(self, group_id, content, msg_type, client_msg_id) -> dict:
+        """On the event loop when it can be (chat.services.message_send_direct), else through the ORM."""
+        sent = await message_send_direct(sender=self.user, group_id=group_id, content=content, msg_type=msg_type,
+                                         client_msg_id=client_msg_id, via="websocket")
+        if sent is None:
+            return await self._store_message_orm(group_id, content, msg_type, client_msg_id)
+        return message_data(sent[0])
+
     # In a thread pool, not the process's one thread for sync code: sends of different connections overlap
     # their database round trips (the group's row lock orders them); one connection's frames stay in order.
     @functools.partial(database_sync_to_async, thread_sensitive=False)
-    def _store_message(self, group_id, content, msg_type, client_msg_id) -> dict:
+    def _store_message_orm(self, group_id, content, msg_type, client_msg_id) -> dict:
         group, role = group_with_role(group_id, self.user)
         message, _ = message_send(sender=self.user, group=group, content=content, msg_type=msg_type,
                                   client_msg_id=client_msg_id, via="websocket", sender_role=role)

@@ -1,10 +1,11 @@
 """The one send path: every message, from any transport, is written here."""
 import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
@@ -12,9 +13,10 @@ from chat import realtime
 from chat.models import CLIENT_MSG_ID_MAX, Message, MsgType
 from groups import permissions
 from groups.models import ChatGroup
+from imserver import asyncdb
 from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
-from imserver.metrics import MESSAGES_SENT
-from imserver.throttling import send_rate_check
+from imserver.metrics import MESSAGES_SENT, SEND_PATHS
+from imserver.throttling import send_rate_check, send_rate_check_async
 from users.models import Role, User
 
 # What users send from their clients; AI_REPLY and SYSTEM are the AI bridge's alone.
@@ -129,8 +131,56 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
     return message, True
 
 
-def _stored(message: Message, via: str) -> None:
+# Tests `(group, sender's in-group role, msg_type)` of apps whose post_save receivers act on some messages inside
+# the message's transaction (orm_path_for); the direct path leaves those messages to the ORM path.
+_ORM_PATH_TESTS: list[Callable[[ChatGroup, str, str], bool]] = []
+
+
+def orm_path_for(test: Callable[[ChatGroup, str, str], bool]) -> None:
+    """Have the messages for which `test(group, from_role, msg_type)` holds stored through the ORM, pre_save and
+    post_save sent inside the transaction (call it from an AppConfig.ready())."""
+    _ORM_PATH_TESTS.append(test)
+
+
+async def message_send_direct(*, sender: User, group_id: str, content, msg_type: str = MsgType.TEXT,
+                              client_msg_id: str | None = None, via: str) -> tuple[Message, bool] | None:
+    """message_send from the server's event loop, for a client's send: the same checks, rate and statement, and
+    the same push after the commit, without a thread, a transaction around the statement, or Django's request.
+
+    None when the message is for the ORM path (message_send, in a thread): no direct path here
+    (imserver.asyncdb.available), a repeat or a lost race to look up, or an app that wants its post_save inside
+    the transaction (orm_path_for); nothing has been stored then. The signals are not sent for the messages
+    stored here: no receiver acts on them. Raises what message_send raises."""
+    if not asyncdb.available():
+        return None
+    group, role = await permissions.agroup_with_role(group_id, sender)
+    member_role, content, client_msg_id = message_validate(
+        sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via,
+        sender_role=role)
+    if any(test(group, member_role, msg_type) for test in _ORM_PATH_TESTS):
+        return None
+    await send_rate_check_async(sender)
+    message = Message(group=group, sender=sender, from_role=member_role, msg_type=msg_type, content=content,
+                      client_msg_id=client_msg_id, created_at=timezone.now())
+    lift_pause = member_role == Role.DOCTOR
+    try:
+        row = await asyncdb.fetchone(*_send_statement(message, lift_pause=lift_pause))
+    except IntegrityError:  # a twin with the same client_msg_id committed first: the ORM path finds it
+        row = None
+    if row is None:
+        return None
+    message.pk, message.seq = row
+    message._state.adding, message._state.db = False, DEFAULT_DB_ALIAS
+    group.last_seq = message.seq
+    if lift_pause:
+        group.ai_paused = False
+    _stored(message, via, "direct")
+    return message, True
+
+
+def _stored(message: Message, via: str, path: str = "orm") -> None:
     MESSAGES_SENT.labels(via, message.msg_type).inc()
+    SEND_PATHS.labels(path).inc()
     realtime.message_push(message)
 
 
@@ -159,21 +209,27 @@ def _store(message: Message, *, lift_pause: bool) -> None:
 
 
 def _bump_and_insert(message: Message, *, lift_pause: bool) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(*_send_statement(message, lift_pause=lift_pause))
+        row = cursor.fetchone()
+    if row is None:
+        _gone_or_repeat(message.group, message.sender, message.client_msg_id)
+    message.pk, message.seq = row
+
+
+def _send_statement(message: Message, *, lift_pause: bool) -> tuple[str, list]:
+    """The one statement that bumps the group's last_seq and stores the message (PostgreSQL): `(id, seq)`, or no
+    row when the group is gone or the sender stored this client_msg_id before."""
     pause = ", ai_paused = FALSE" if lift_pause else ""
     params: list = [message.group_id]
     repeat = ""
     if message.client_msg_id is not None:  # a repeat bumps nothing and stores nothing
         repeat = _NOT_STORED_YET
         params += [message.group_id, message.sender_id, message.client_msg_id]
-    params += [f.get_db_prep_save(getattr(message, f.attname), connection) for f in _INSERTED]
-    sql = (f"WITH bump AS (UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1{pause}"
-           f" WHERE id = %s{repeat}{_INSERT}")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        _gone_or_repeat(message.group, message.sender, message.client_msg_id)
-    message.pk, message.seq = row
+    db = connections[DEFAULT_DB_ALIAS]  # for the fields' conversions only (encryption of the content)
+    params += [f.get_db_prep_save(getattr(message, f.attname), db) for f in _INSERTED]
+    return (f"WITH bump AS (UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1{pause}"
+            f" WHERE id = %s{repeat}{_INSERT}"), params
 
 
 def _gone_or_repeat(group: ChatGroup, sender: User, client_msg_id: str | None):

@@ -3,7 +3,7 @@ from django.db import connections, models
 from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
-from imserver import ids
+from imserver import asyncdb, ids
 from users.models import Role
 
 
@@ -38,16 +38,23 @@ class ChatGroupQuerySet(models.QuerySet):
 
         One plain statement, for it runs on every send: 0.22 ms of CPU against 0.38 ms as a raw queryset and
         1.2 ms with the ORM's `annotate(Subquery(...))` (measured in one process on PostgreSQL)."""
-        fields = self.model._meta.concrete_fields
-        columns = ", ".join(f"g.{field.column}" for field in fields)
         with connections[self.db].cursor() as cursor:
-            cursor.execute(
-                f"SELECT {columns}, (SELECT m.user_role FROM {GroupMember._meta.db_table} m WHERE m.group_id = g.id"
-                f" AND m.user_id = %s) FROM {self.model._meta.db_table} g WHERE g.group_id = %s",
-                [user.pk, group_id])
-            row = cursor.fetchone()
+            cursor.execute(self._role_of_sql(), [user.pk, group_id])
+            return self._with_role(cursor.fetchone())
+
+    async def awith_role_of(self, group_id: str, user) -> tuple["ChatGroup | None", str | None]:
+        """with_role_of from the server's event loop (imserver.asyncdb), for the direct send path."""
+        return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id]))
+
+    def _role_of_sql(self) -> str:
+        columns = ", ".join(f"g.{field.column}" for field in self.model._meta.concrete_fields)
+        return (f"SELECT {columns}, (SELECT m.user_role FROM {GroupMember._meta.db_table} m WHERE m.group_id = g.id"
+                f" AND m.user_id = %s) FROM {self.model._meta.db_table} g WHERE g.group_id = %s")
+
+    def _with_role(self, row) -> tuple["ChatGroup | None", str | None]:
         if row is None:
             return None, None
+        fields = self.model._meta.concrete_fields
         connection, table = connections[self.db], self.model._meta.db_table
         values = []
         for field, value in zip(fields, row):  # as the ORM converts them (SQLite's datetimes are text)

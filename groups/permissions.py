@@ -34,7 +34,15 @@ def group_by_public_id(group_id: str) -> ChatGroup:
 
 def group_with_role(group_id: str, user) -> tuple[ChatGroup, str | None]:
     """The group (or NOT_FOUND) and the user's in-group role (None for a non-member), in one query."""
-    group, role = ChatGroup.objects.with_role_of(group_id, user)
+    return _found(*ChatGroup.objects.with_role_of(group_id, user), group_id)
+
+
+async def agroup_with_role(group_id: str, user) -> tuple[ChatGroup, str | None]:
+    """group_with_role from the server's event loop (imserver.asyncdb)."""
+    return _found(*await ChatGroup.objects.awith_role_of(group_id, user), group_id)
+
+
+def _found(group: ChatGroup | None, role: str | None, group_id: str) -> tuple[ChatGroup, str | None]:
     if group is None:
         raise NotFound(f"No group {group_id!r}.", details={"group_id": group_id})
     return group, role

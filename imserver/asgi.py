@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSocket through the chat consumer."""
+"""ASGI entry point: HTTP through Django (an API client's send on the event loop: chat.gate), WebSocket through
+the chat consumer."""
 import asyncio
 import os
 import sys
@@ -50,6 +51,7 @@ django_asgi_app = ASGIRequestHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from chat.gate import SendGate  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 from imserver import publish  # noqa: E402
 
@@ -62,4 +64,4 @@ class Application(ProtocolTypeRouter):
         return await super().__call__(scope, receive, send)
 
 
-application = Application({"http": django_asgi_app, "websocket": websocket_application})
+application = Application({"http": SendGate(django_asgi_app), "websocket": websocket_application})

@@ -8,6 +8,8 @@ from prometheus_client.core import GaugeMetricFamily
 
 HTTP_LATENCY = Histogram("im_http_request_duration_seconds", "HTTP request latency", ["route", "method", "status"])
 MESSAGES_SENT = Counter("im_messages_sent_total", "Messages stored", ["transport", "msg_type"])
+SEND_PATHS = Counter("im_message_send_path_total", "Messages stored, by path: on the event loop (direct) or "
+                     "through the ORM (orm)", ["path"])
 WS_OPEN = Gauge("im_websocket_connections_open", "WebSocket connections open in this process")
 PUSH_LATENCY = Histogram("im_push_fanout_seconds", "From the commit of a message to its frame leaving this process",
                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))

@@ -167,6 +167,18 @@ else:
     else:
         # Seconds a connection is reused (per thread) when the pool is off.
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+# A client's send on the server's event loop, its statements on an async pool of each server process's own
+# (imserver.asyncdb, chat.gate): PostgreSQL with Redis only; off, every send goes through Django's request cycle.
+SEND_DIRECT = env.bool("SEND_DIRECT", default=True)
+# Connections kept open while idle, and the most one server process opens, in that pool.
+DB_ASYNC_POOL_MIN_SIZE = env.int("DB_ASYNC_POOL_MIN_SIZE", default=2)
+DB_ASYNC_POOL_MAX_SIZE = env.int("DB_ASYNC_POOL_MAX_SIZE", default=10)
+# Seconds a send waits for a free connection of it before it fails (503), as with Django's pool.
+DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=10.0)
+# Runs of a statement on a connection of that pool before psycopg prepares it on the server (empty: never, as
+# behind a pooler in transaction mode).
+DB_ASYNC_PREPARE_THRESHOLD = env.int("DB_ASYNC_PREPARE_THRESHOLD", default=5) \
+    if env.str("DB_ASYNC_PREPARE_THRESHOLD", default="5") else None
 # PostgreSQL streaming replicas (hot standbys of DATABASE_URL), comma-separated: history reads go to them
 # (imserver/dbrouter.py); none: every read goes to the primary.
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])

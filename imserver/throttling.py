@@ -1,15 +1,19 @@
 """Rate limits shared by every process through the cache (Redis when there is one): sends and logins."""
+import asyncio
 import hashlib
 import logging
+import os
 import threading
 import time
 
+import redis.asyncio
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import NoScriptError, RedisError
 from rest_framework.throttling import BaseThrottle
 
+from imserver.cache import redis_connection_pool
 from imserver.errors import RateLimited
 from imserver.patches import redis_cache_client
 
@@ -71,17 +75,53 @@ def rate_hit(key: str, rate: str) -> float | None:
     except RedisError as exc:
         logger.warning("rate not checked: %s", exc.__class__.__name__)
         return None
-    if allowed:
+    return _wait(allowed, oldest, now, duration)
+
+
+def _wait(allowed, oldest, now: float, duration: int) -> float | None:
+    return None if allowed else max(0.0, float(oldest) + duration - now)
+
+
+_async_clients: dict[tuple[int, asyncio.AbstractEventLoop], redis.asyncio.Redis] = {}
+
+
+async def rate_hit_async(key: str, rate: str) -> float | None:
+    """rate_hit from the server's event loop, on the same counters (the Redis cache only: imserver.asyncdb)."""
+    limit, duration = parse_rate(rate)
+    full_key = caches["default"].make_and_validate_key(f"throttle_{key}_log")
+    now = time.time()
+    loop_key = (os.getpid(), asyncio.get_running_loop())
+    client = _async_clients.get(loop_key)
+    if client is None:
+        client = _async_clients[loop_key] = redis.asyncio.Redis(connection_pool=redis_connection_pool(
+            settings.REDIS_URL, asynchronous=True, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT))
+    args = (1, full_key, repr(now), duration, limit)
+    try:
+        try:
+            allowed, _, oldest = await client.evalsha(_LOG_SCRIPT_SHA, *args)
+        except NoScriptError:
+            allowed, _, oldest = await client.eval(_LOG_SCRIPT, *args)
+    except RedisError as exc:
+        logger.warning("rate not checked: %s", exc.__class__.__name__)
         return None
-    return max(0.0, float(oldest) + duration - now)
+    return _wait(allowed, oldest, now, duration)
+
+
+def _send_refusal(wait: float | None) -> None:
+    if wait is not None:
+        raise RateLimited(f"At most {settings.IM_SEND_RATE} messages; slow down.", retry_after=wait,
+                          details={"retry_after": round(wait, 1)})
 
 
 def send_rate_check(user) -> None:
     """One send rate per user, whatever the transport (IM_SEND_RATE)."""
-    wait = rate_hit(f"message_send_{user.pk}", settings.IM_SEND_RATE)
-    if wait is not None:
-        raise RateLimited(f"At most {settings.IM_SEND_RATE} messages; slow down.", retry_after=wait,
-                          details={"retry_after": round(wait, 1)})
+    _send_refusal(rate_hit(f"message_send_{user.pk}", settings.IM_SEND_RATE))
+
+
+async def send_rate_check_async(user) -> None:
+    """send_rate_check from the server's event loop."""
+    _send_refusal(await rate_hit_async(f"message_send_{user.pk}", settings.IM_SEND_RATE))
 
 
 class LoginRateThrottle(BaseThrottle):

@@ -78,6 +78,13 @@ def _tasks_in_process(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def _sends_through_the_orm(settings):
+    """In the test process, sends take the ORM path: the direct one (chat.gate) lives on a server's event loop
+    with connections of its own, so the end-to-end tests run it in real servers."""
+    settings.SEND_DIRECT = False
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_counters():
     """Send-rate counters are keyed by user pk, which SQLite reuses after a flush and a new PostgreSQL test
     database reuses from the run before: start each test with none. (The Redis cache is shared with the broker:

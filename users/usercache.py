@@ -57,10 +57,9 @@ class UserCache:
         if ttl <= 0 or not settings.REDIS_URL:
             return _load(user_id)
         self._listen()
-        if self.listening.is_set():
-            hit = self.entries.get(user_id)
-            if hit is not None and time.monotonic() - hit[0] < ttl:
-                return copy.copy(hit[1])  # each request its own instance: requests run in several threads
+        hit = self.peek(user_id)  # each request its own instance: requests run in several threads
+        if hit is not None:
+            return hit
         generation = self.generation
         user = _load(user_id)
         if user is not None and self.listening.is_set():
@@ -68,6 +67,17 @@ class UserCache:
                 if generation == self.generation:
                     self.entries[user_id] = (time.monotonic(), copy.copy(user))
         return user
+
+    def peek(self, user_id: str) -> User | None:
+        """The user from the cache alone (None when it is not there, or not trustworthy now): for the event loop,
+        which may not query."""
+        if settings.AUTH_USER_CACHE_SECONDS <= 0 or not settings.REDIS_URL:
+            return None
+        self._listen()
+        hit = self.entries.get(user_id) if self.listening.is_set() else None
+        if hit is None or time.monotonic() - hit[0] >= settings.AUTH_USER_CACHE_SECONDS:
+            return None
+        return copy.copy(hit[1])
 
     def drop(self, user_id: str | None = None) -> None:
         """Forget one user (None: all of them)."""

@@ -1,0 +1,83 @@
+"""PostgreSQL from the server's event loop: psycopg's async pool for the send path's two statements.
+
+Django's ORM reaches the database from a thread (a sync view, database_sync_to_async): on a send that is a
+hand-off to a thread and back, a BEGIN and a COMMIT around the statements, and Django's request cycle around
+that. Here a server process keeps a pool of autocommit connections of its own, opened on its event loop with the
+connection parameters and type adapters Django uses for the same database (so values load as the ORM loads them),
+and the send path runs its statements on it without leaving the loop (chat.services.message_send_direct).
+
+Off on SQLite, with SEND_DIRECT false, and outside an ASGI server (tests' threads, Celery, `manage.py`): callers
+then take the ORM path. Errors are Django's: a connection that cannot be had or is lost raises
+django.db.OperationalError, as a view's would (imserver.errors.database_unavailable: 503)."""
+import asyncio
+import contextlib
+import os
+
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, connections
+
+_pools: dict[tuple[int, asyncio.AbstractEventLoop], object] = {}  # (pid, loop) -> AsyncConnectionPool
+_opening: dict[tuple[int, asyncio.AbstractEventLoop], asyncio.Future] = {}
+
+
+def available() -> bool:
+    """Whether the send path may use the pool here: PostgreSQL, Redis (the rate counters) and SEND_DIRECT."""
+    return settings.SEND_DIRECT and connections["default"].vendor == "postgresql" and bool(settings.REDIS_URL)
+
+
+def _connection_kwargs() -> dict:
+    params = connections["default"].get_connection_params()  # dbname, host, options, Django's adapters, ...
+    params.pop("cursor_factory", None)  # Django's sync cursor class; the async connection has its own
+    params["autocommit"] = True  # each statement is its own transaction: no BEGIN/COMMIT round trips
+    params["prepare_threshold"] = settings.DB_ASYNC_PREPARE_THRESHOLD
+    return params
+
+
+async def _pool():
+    key = (os.getpid(), asyncio.get_running_loop())
+    pool = _pools.get(key)
+    if pool is not None:
+        return pool
+    if key in _opening:
+        return await asyncio.shield(_opening[key])
+    from psycopg_pool import AsyncConnectionPool  # psycopg is not loaded for SQLite
+
+    future = asyncio.get_running_loop().create_future()
+    _opening[key] = future
+    try:
+        pool = AsyncConnectionPool(kwargs=_connection_kwargs(), min_size=settings.DB_ASYNC_POOL_MIN_SIZE,
+                                   max_size=settings.DB_ASYNC_POOL_MAX_SIZE, timeout=settings.DB_POOL_TIMEOUT,
+                                   name="send", open=False)
+        await pool.open(wait=False)
+        _pools[key] = pool
+        future.set_result(pool)
+        return pool
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: nobody else may be waiting
+        raise
+    finally:
+        del _opening[key]
+
+
+@contextlib.asynccontextmanager
+async def connection():
+    """An autocommit connection of this process's pool; connection-level and integrity errors are Django's."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    pool = await _pool()
+    try:
+        async with pool.connection() as conn:
+            yield conn
+    except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        raise OperationalError(str(exc)) from exc
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(str(exc)) from exc
+
+
+async def fetchone(sql: str, params) -> tuple | None:
+    """The first row of one statement (committed when it returns)."""
+    async with connection() as conn:
+        cursor = await conn.execute(sql, params)
+        return await cursor.fetchone()
