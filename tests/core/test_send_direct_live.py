@@ -160,3 +160,30 @@ def test_a_websocket_send_on_the_event_loop_is_acknowledged_and_pushed(server, t
     assert {k: v for k, v in push.items() if k != "type"} == ack["message"]
     assert _paths(server).get("direct", 0) - before.get("direct", 0) == 1
     assert Message.objects.filter(group=group).count() == 1
+
+
+def test_concurrent_sends_on_the_event_loop_keep_the_seq_gapless_and_repeats_single(start_server, team):
+    doctor, patient, group = team
+    server = start_server("busy", METRICS_TOKEN=METRICS_TOKEN, IM_SEND_RATE="100000/min")
+    _known(server, doctor, patient)
+    _send(server, doctor, {"group_id": group.group_id, "content": "warm"})
+    before = _paths(server)
+
+    async def scenario():
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            def send(user, content, client_msg_id):
+                return http.post("/api/message/send", headers={"Authorization": f"Bearer {access_token(user)}"},
+                                 json={"group_id": group.group_id, "content": content, "client_msg_id": client_msg_id})
+
+            return await asyncio.gather(*[send(doctor, f"d{i}", f"d{i}") for i in range(30)],
+                                        *[send(patient, "the same retry", "retry-1") for _ in range(20)])
+
+    answers = asyncio.run(scenario())
+    assert all(a.status_code in (200, 201) for a in answers), [a.text for a in answers if a.status_code >= 300]
+    retries = answers[30:]
+    assert len({a.json()["message_id"] for a in retries}) == 1
+    assert [a.status_code for a in retries].count(201) == 1
+    seqs = list(Message.objects.filter(group=group).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, 33))  # warm, 30 distinct, one retry: no gap, no repeat
+    assert ChatGroup.objects.get(pk=group.pk).last_seq == 32
+    assert _paths(server).get("direct", 0) - before.get("direct", 0) >= 30
