@@ -125,7 +125,8 @@ class SendBench:
             argv = [sys.executable, "-m", "bench.wsload", str(fixture), "--out", str(stats_path)]
             if transport == "websocket":
                 argv += ["--send", str(seconds), "--window", str(1 if len(groups) > 1 else self.params["hot_window"])]
-            ws = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
+            ws = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True)
             if ws.stdout.readline().strip() != "ready":
                 raise RuntimeError("the WebSocket load did not connect")
         load_pids = [ws.pid] if ws else []
@@ -136,10 +137,12 @@ class SendBench:
         if transport == "http":
             answers = self._wrk(members, seconds, load_pids)
         else:
+            ws.stdin.write("go\n")
+            ws.stdin.flush()
             if ws.stdout.readline().strip() != "sent":
                 raise RuntimeError("the WebSocket load stopped early")
         elapsed = time.time() - t0
-        self._settle(groups)
+        self._settle(groups, ws)
         cpu_after = self._cpu(load_pids)
         stats = {}
         if ws:
@@ -188,17 +191,19 @@ class SendBench:
         cpu["load"] += reaped.children_user + reaped.children_system  # wrk, once it has exited
         return cpu
 
-    def _settle(self, groups: list[str]):
+    def _settle(self, groups: list[str], ws):
         """Wait until the groups gain no message for a while (the requests still queued when the load stopped
-        are answered and pushed), then for the drain."""
-        last, deadline = None, time.monotonic() + 60
-        while time.monotonic() < deadline:
-            now = self._seqs(groups)
-            if now == last:
-                break
-            last = now
-            time.sleep(0.5)
-        time.sleep(self.params["drain_seconds"])
+        are answered and pushed), then until the listeners' deliveries stop growing (the pushes still queued
+        arrive): a delivery that never comes is lost, a late one is counted with its latency."""
+        _until_still(lambda: self._seqs(groups), 0.5)
+        if ws is not None:
+            _until_still(lambda: self._deliveries(ws), self.params["drain_seconds"])
+
+    @staticmethod
+    def _deliveries(ws) -> int:
+        ws.stdin.write("count\n")
+        ws.stdin.flush()
+        return int(ws.stdout.readline())
 
     @staticmethod
     def _analyze():
@@ -318,6 +323,17 @@ def headline(result: dict) -> str:
     i = result["integrity"]
     lines.append(f"   lost {i['lost']}, duplicated {i['duplicated']}, errors {i['errors']}")
     return "\n".join(lines)
+
+
+def _until_still(read, interval: float, limit: float = 60):
+    """Read until two readings `interval` apart agree (at most `limit` seconds)."""
+    last, deadline = None, time.monotonic() + limit
+    while time.monotonic() < deadline:
+        now = read()
+        if now == last:
+            return
+        last = now
+        time.sleep(interval)
 
 
 def markdown(result: dict) -> str:

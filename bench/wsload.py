@@ -3,13 +3,17 @@ in a closed loop (send_message, wait for its message_ack, send the next).
 
     python -m bench.wsload FIXTURE.json --out STATS.json [--send SECONDS] [--window N]
 
-It prints "ready" once every connection has its `connected` frame, then sends for SECONDS and prints "sent" (or
-only listens), and stops listening on SIGTERM or SIGINT, writing what it saw.
+It prints "ready" once every connection has its `connected` frame; with --send it waits for a line "go" on its
+standard input (the benchmark reads the groups' seqs first), sends for SECONDS and prints "sent", else it only
+listens. Each line "count" on its standard input is answered with the deliveries so far (the benchmark waits until
+they stop growing), and it stops listening at end of input, on SIGTERM or SIGINT, writing what it saw.
 One asyncio process, no framework: the load generator must not be the bottleneck, and its CPU is reported."""
 import argparse
 import asyncio
 import json
 import signal
+import sys
+import threading
 import time
 from datetime import datetime
 
@@ -87,13 +91,19 @@ async def main(args, fixture: dict) -> dict:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
+    commands = asyncio.Queue()
+    threading.Thread(target=_read_commands, args=(loop, commands), daemon=True).start()
+    answering = asyncio.create_task(_answer_counts(commands, members, stop))
     t0 = time.time()
     if args.send:
+        if await commands.get() != "go":
+            raise RuntimeError("expected go")
         until = time.monotonic() + args.send
         run = f"b{time.time_ns() % 10**12}"  # client_msg_ids of this run only: a repeat would store nothing
         await asyncio.gather(*(m.send_loop(until, f"{run}-{i}-", args.window) for i, m in enumerate(members)))
         print("sent", flush=True)
     await stop.wait()
+    answering.cancel()
     t1 = time.time()
     for m in members:
         await m.ws.close()
@@ -110,6 +120,22 @@ async def main(args, fixture: dict) -> dict:
         "acks": [a for m in members for a in m.acks],
         "errors": errors,
     }
+
+
+def _read_commands(loop, commands: asyncio.Queue):
+    for line in sys.stdin:
+        loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+    loop.call_soon_threadsafe(commands.put_nowait, None)
+
+
+async def _answer_counts(commands: asyncio.Queue, members: list, stop: asyncio.Event):
+    while True:
+        command = await commands.get()
+        if command is None:
+            stop.set()
+            return
+        if command == "count":
+            print(sum(m.deliveries for m in members), flush=True)
 
 
 if __name__ == "__main__":
