@@ -93,11 +93,11 @@ async def main(args, fixture: dict) -> dict:
     print("ready", flush=True)
     commands = asyncio.Queue()
     threading.Thread(target=_read_commands, args=(loop, commands), daemon=True).start()
-    answering = asyncio.create_task(_answer_counts(commands, members, stop))
+    go = asyncio.Event()
+    answering = asyncio.create_task(_answer(commands, members, go, stop))
     t0 = time.time()
     if args.send:
-        if await commands.get() != "go":
-            raise RuntimeError("expected go")
+        await go.wait()
         until = time.monotonic() + args.send
         run = f"b{time.time_ns() % 10**12}"  # client_msg_ids of this run only: a repeat would store nothing
         await asyncio.gather(*(m.send_loop(until, f"{run}-{i}-", args.window) for i, m in enumerate(members)))
@@ -128,13 +128,15 @@ def _read_commands(loop, commands: asyncio.Queue):
     loop.call_soon_threadsafe(commands.put_nowait, None)
 
 
-async def _answer_counts(commands: asyncio.Queue, members: list, stop: asyncio.Event):
+async def _answer(commands: asyncio.Queue, members: list, go: asyncio.Event, stop: asyncio.Event):
     while True:
         command = await commands.get()
         if command is None:
             stop.set()
             return
-        if command == "count":
+        if command == "go":
+            go.set()
+        elif command == "count":
             print(sum(m.deliveries for m in members), flush=True)
 
 

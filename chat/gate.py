@@ -5,7 +5,7 @@ push as message_send).
 Only a request the DRF view would answer 201 is answered here, and with the view's own headers (learnt from its
 answer to an earlier send of this process) and its renderer. Anything else goes to Django untouched, body and
 all: a browser's request (Origin), another content type or Accept, a query string, a foreign Host, a token
-whose user this process does not hold in its cache (users.usercache; Django reads it and keeps it), a body
+whose user cannot be read from the loop (the process's user cache not listening: users.usercache), a body
 that is not the plain JSON shape, every refusal (the view refuses it again, in the contract's words), a repeat
 of a client_msg_id, and a message an app wants stored through the ORM (the AI bridge: a patient's, to a group
 whose AI is on). Nothing is stored before a request is handed on."""
@@ -67,7 +67,7 @@ class SendGate:
                 or headers.get(b"content-type", b"").lower() not in JSON_TYPES \
                 or headers.get(b"accept") not in ACCEPTED:
             return None
-        user = self._user(headers.get(b"authorization", b""))
+        user = await self._user(headers.get(b"authorization", b""))
         fields = _fields(body) if user is not None else None
         if fields is None:
             return None
@@ -94,14 +94,14 @@ class SendGate:
         HTTP_LATENCY.labels(self.route, "POST", str(status)).observe(time.perf_counter() - started)
         return status, content, request_id
 
-    def _user(self, authorization: bytes):
-        """The token's user when the cache holds it and simplejwt would let it in; None: Django decides."""
+    async def _user(self, authorization: bytes):
+        """The token's user when simplejwt would let it in; None: Django decides (and answers any 401)."""
         parts = authorization.split()
         if len(parts) != 2 or parts[0] != b"Bearer":
             return None
         try:
-            return self.auth.cached_user(parts[1])
-        except Exception:  # noqa: BLE001 - an invalid token or a refused user: the view's 401
+            return await self.auth.auser(parts[1])
+        except Exception:  # noqa: BLE001 - an invalid token, a refused user, the database away: the view decides
             return None
 
     def _learning(self, scope, send):

@@ -40,29 +40,19 @@ class ChatGroupQuerySet(models.QuerySet):
         1.2 ms with the ORM's `annotate(Subquery(...))` (measured in one process on PostgreSQL)."""
         with connections[self.db].cursor() as cursor:
             cursor.execute(self._role_of_sql(), [user.pk, group_id])
-            return self._with_role(cursor.fetchone())
+            return self._with_role(cursor.fetchone(), self.db)
 
     async def awith_role_of(self, group_id: str, user) -> tuple["ChatGroup | None", str | None]:
         """with_role_of from the server's event loop (imserver.asyncdb), for the direct send path."""
-        return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id]))
+        return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id]), "default")
 
     def _role_of_sql(self) -> str:
-        columns = ", ".join(f"g.{field.column}" for field in self.model._meta.concrete_fields)
-        return (f"SELECT {columns}, (SELECT m.user_role FROM {GroupMember._meta.db_table} m WHERE m.group_id = g.id"
-                f" AND m.user_id = %s) FROM {self.model._meta.db_table} g WHERE g.group_id = %s")
+        return (f"SELECT {asyncdb.columns(self.model, 'g')}, (SELECT m.user_role FROM {GroupMember._meta.db_table} m"
+                f" WHERE m.group_id = g.id AND m.user_id = %s) FROM {self.model._meta.db_table} g WHERE g.group_id = %s")
 
-    def _with_role(self, row) -> tuple["ChatGroup | None", str | None]:
-        if row is None:
-            return None, None
-        fields = self.model._meta.concrete_fields
-        connection, table = connections[self.db], self.model._meta.db_table
-        values = []
-        for field, value in zip(fields, row):  # as the ORM converts them (SQLite's datetimes are text)
-            column = field.get_col(table)
-            for convert in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-                value = convert(value, column, connection)
-            values.append(value)
-        return self.model.from_db(self.db, [field.attname for field in fields], values), row[-1]
+    def _with_role(self, row, alias: str) -> tuple["ChatGroup | None", str | None]:
+        # as the ORM converts them (SQLite's datetimes are text)
+        return (None, None) if row is None else (asyncdb.instance(self.model, row, alias), row[-1])
 
 
 class ChatGroup(models.Model):

@@ -14,7 +14,7 @@ import contextlib
 import os
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connections
 
 _pools: dict[tuple[int, asyncio.AbstractEventLoop], object] = {}  # (pid, loop) -> AsyncConnectionPool
 _opening: dict[tuple[int, asyncio.AbstractEventLoop], asyncio.Future] = {}
@@ -81,3 +81,22 @@ async def fetchone(sql: str, params) -> tuple | None:
     async with connection() as conn:
         cursor = await conn.execute(sql, params)
         return await cursor.fetchone()
+
+
+def columns(model, alias: str = "") -> str:
+    """The model's concrete columns, in the order instance() reads them."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{field.column}" for field in model._meta.concrete_fields)
+
+
+def instance(model, row, alias: str = DEFAULT_DB_ALIAS):
+    """A model instance from a row of its columns(), each value converted as the ORM converts it."""
+    fields = model._meta.concrete_fields
+    db = connections[alias]
+    values = []
+    for field, value in zip(fields, row):
+        column = field.get_col(model._meta.db_table)
+        for convert in db.ops.get_db_converters(column) + column.get_db_converters(db):
+            value = convert(value, column, db)
+        values.append(value)
+    return model.from_db(alias, [field.attname for field in fields], values)

@@ -16,11 +16,11 @@ class CachedUserJWTAuthentication(JWTAuthentication):
     def get_user(self, validated_token):
         return self.user_check(validated_token, users.get(self._user_id(validated_token)))
 
-    def cached_user(self, raw_token: bytes):
-        """The user of a bearer token, as get_user would answer it, from the cache alone (None when not cached):
-        for the event loop, which may not query. An invalid token, or a user refused, raises as DRF's would."""
+    async def auser(self, raw_token: bytes):
+        """The user of a bearer token, as get_user would answer it, from the server's event loop (users.usercache's
+        aget); None when only a thread could tell. An invalid token, or a user refused, raises as DRF's would."""
         validated_token = self.get_validated_token(raw_token)
-        user = users.peek(self._user_id(validated_token))
+        user = await users.aget(self._user_id(validated_token))
         return None if user is None else self.user_check(validated_token, user)
 
     @staticmethod

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from imserver import asyncdb
 from imserver.cache import redis_connection_pool
 from users.models import User
 
@@ -62,11 +63,32 @@ class UserCache:
             return hit
         generation = self.generation
         user = _load(user_id)
-        if user is not None and self.listening.is_set():
+        if user is not None:
+            self._keep(user_id, user, generation)
+        return user
+
+    async def aget(self, user_id: str) -> User | None:
+        """get() from the server's event loop: a user not in the cache is read on its pool (imserver.asyncdb)
+        and kept, as get() keeps it; None when there is no such user, or no trustworthy cache to keep it in
+        (the caller then asks get() in a thread)."""
+        hit = self.peek(user_id)
+        if hit is not None or not self.listening.is_set():
+            return hit
+        generation = self.generation
+        row = await asyncdb.fetchone(f"SELECT {asyncdb.columns(User)} FROM {User._meta.db_table} WHERE user_id = %s",
+                                     [user_id])
+        if row is None:
+            return None
+        user = asyncdb.instance(User, row)
+        self._keep(user_id, user, generation)
+        return copy.copy(user)
+
+    def _keep(self, user_id: str, user: User, generation: int) -> None:
+        """Keep a user read while `generation` was current, unless a change was announced since."""
+        if self.listening.is_set():
             with self.lock:
                 if generation == self.generation:
                     self.entries[user_id] = (time.monotonic(), copy.copy(user))
-        return user
 
     def peek(self, user_id: str) -> User | None:
         """The user from the cache alone (None when it is not there, or not trustworthy now): for the event loop,

@@ -17,6 +17,7 @@ from tests.support.live import needs_real_services
 from tests.support.teams import care_team
 from tests.support.wsclient import Client
 from users.models import Role
+from users.services import user_deactivate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
@@ -187,3 +188,18 @@ def test_concurrent_sends_on_the_event_loop_keep_the_seq_gapless_and_repeats_sin
     assert seqs == list(range(1, 33))  # warm, 30 distinct, one retry: no gap, no repeat
     assert ChatGroup.objects.get(pk=group.pk).last_seq == 32
     assert _paths(server).get("direct", 0) - before.get("direct", 0) >= 30
+
+
+def test_a_user_the_process_has_not_seen_is_read_on_the_event_loop_and_a_deactivated_one_refused(server, team):
+    doctor, patient, group = team
+    _known(server, doctor)  # the process listens for user changes from now on; patient it has never read
+    _send(server, doctor, {"group_id": group.group_id, "content": "warm"})
+    before = _paths(server)
+    first = _send(server, patient, {"group_id": group.group_id, "content": "my first message here"})
+    assert first.status_code == 201
+    assert _paths(server).get("direct", 0) - before.get("direct", 0) == 1
+
+    user_deactivate(user=patient)
+    refused = _send(server, patient, {"group_id": group.group_id, "content": "still me?"})
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "NOT_AUTHENTICATED"
+    assert Message.objects.filter(group=group, sender=patient).count() == 1
