@@ -153,20 +153,21 @@ async def message_send_direct(*, sender: User, group_id: str, content, msg_type:
     stored here: no receiver acts on them. Raises what message_send raises."""
     if not asyncdb.available():
         return None
-    group, role = await permissions.agroup_with_role(group_id, sender)
-    member_role, content, client_msg_id = message_validate(
-        sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via,
-        sender_role=role)
-    if any(test(group, member_role, msg_type) for test in _ORM_PATH_TESTS):
-        return None
-    await send_rate_check_async(sender)
-    message = Message(group=group, sender=sender, from_role=member_role, msg_type=msg_type, content=content,
-                      client_msg_id=client_msg_id, created_at=timezone.now())
-    lift_pause = member_role == Role.DOCTOR
-    try:
-        row = await asyncdb.fetchone(*_send_statement(message, lift_pause=lift_pause))
-    except IntegrityError:  # a twin with the same client_msg_id committed first: the ORM path finds it
-        row = None
+    async with asyncdb.connection() as conn:  # one checkout for both statements
+        group, role = await permissions.agroup_with_role(group_id, sender, conn)
+        member_role, content, client_msg_id = message_validate(
+            sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via,
+            sender_role=role)
+        if any(test(group, member_role, msg_type) for test in _ORM_PATH_TESTS):
+            return None
+        await send_rate_check_async(sender)
+        message = Message(group=group, sender=sender, from_role=member_role, msg_type=msg_type, content=content,
+                          client_msg_id=client_msg_id, created_at=timezone.now())
+        lift_pause = member_role == Role.DOCTOR
+        try:
+            row = await asyncdb.fetchone(*_send_statement(message, lift_pause=lift_pause), conn)
+        except IntegrityError:  # a twin with the same client_msg_id committed first: the ORM path finds it
+            row = None
     if row is None:
         return None
     message.pk, message.seq = row

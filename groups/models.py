@@ -42,9 +42,9 @@ class ChatGroupQuerySet(models.QuerySet):
             cursor.execute(self._role_of_sql(), [user.pk, group_id])
             return self._with_role(cursor.fetchone(), self.db)
 
-    async def awith_role_of(self, group_id: str, user) -> tuple["ChatGroup | None", str | None]:
+    async def awith_role_of(self, group_id: str, user, conn=None) -> tuple["ChatGroup | None", str | None]:
         """with_role_of from the server's event loop (imserver.asyncdb), for the direct send path."""
-        return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id]), "default")
+        return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id], conn), "default")
 
     def _role_of_sql(self) -> str:
         return (f"SELECT {asyncdb.columns(self.model, 'g')}, (SELECT m.user_role FROM {GroupMember._meta.db_table} m"

@@ -37,9 +37,9 @@ def group_with_role(group_id: str, user) -> tuple[ChatGroup, str | None]:
     return _found(*ChatGroup.objects.with_role_of(group_id, user), group_id)
 
 
-async def agroup_with_role(group_id: str, user) -> tuple[ChatGroup, str | None]:
-    """group_with_role from the server's event loop (imserver.asyncdb)."""
-    return _found(*await ChatGroup.objects.awith_role_of(group_id, user), group_id)
+async def agroup_with_role(group_id: str, user, conn=None) -> tuple[ChatGroup, str | None]:
+    """group_with_role from the server's event loop (imserver.asyncdb), on `conn` if given."""
+    return _found(*await ChatGroup.objects.awith_role_of(group_id, user, conn), group_id)
 
 
 def _found(group: ChatGroup | None, role: str | None, group_id: str) -> tuple[ChatGroup, str | None]:

@@ -11,6 +11,7 @@ then take the ORM path. Errors are Django's: a connection that cannot be had or 
 django.db.OperationalError, as a view's would (imserver.errors.database_unavailable: 503)."""
 import asyncio
 import contextlib
+import functools
 import os
 
 from django.conf import settings
@@ -60,43 +61,65 @@ async def _pool():
         del _opening[key]
 
 
-@contextlib.asynccontextmanager
-async def connection():
-    """An autocommit connection of this process's pool; connection-level and integrity errors are Django's."""
+@contextlib.contextmanager
+def _django_errors():
     import psycopg
     from psycopg_pool import PoolTimeout
 
-    pool = await _pool()
     try:
-        async with pool.connection() as conn:
-            yield conn
+        yield
     except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
         raise OperationalError(str(exc)) from exc
     except psycopg.IntegrityError as exc:
         raise IntegrityError(str(exc)) from exc
 
 
-async def fetchone(sql: str, params) -> tuple | None:
-    """The first row of one statement (committed when it returns)."""
-    async with connection() as conn:
+@contextlib.asynccontextmanager
+async def connection():
+    """An autocommit connection of this process's pool, for several statements in a row (one checkout, not one
+    each); connection-level and integrity errors are Django's."""
+    pool = await _pool()
+    with _django_errors():
+        async with pool.connection() as conn:
+            yield conn
+
+
+async def fetchone(sql: str, params, conn=None) -> tuple | None:
+    """The first row of one statement (committed when it returns), on `conn` or a connection of the pool."""
+    if conn is None:
+        async with connection() as conn:
+            return await fetchone(sql, params, conn)
+    with _django_errors():
         cursor = await conn.execute(sql, params)
         return await cursor.fetchone()
 
 
+@functools.cache
 def columns(model, alias: str = "") -> str:
     """The model's concrete columns, in the order instance() reads them."""
     prefix = f"{alias}." if alias else ""
     return ", ".join(f"{prefix}{field.column}" for field in model._meta.concrete_fields)
 
 
+@functools.cache
+def _loading(model, alias: str) -> tuple[list[str], list]:
+    """The model's attnames, and per column the ORM's converters with their arguments (once per process)."""
+    db = connections[alias]
+    converters = []
+    for field in model._meta.concrete_fields:
+        column = field.get_col(model._meta.db_table)
+        converters.append([(convert, column) for convert in
+                           db.ops.get_db_converters(column) + column.get_db_converters(db)])
+    return [field.attname for field in model._meta.concrete_fields], converters
+
+
 def instance(model, row, alias: str = DEFAULT_DB_ALIAS):
     """A model instance from a row of its columns(), each value converted as the ORM converts it."""
-    fields = model._meta.concrete_fields
+    attnames, converters = _loading(model, alias)
     db = connections[alias]
     values = []
-    for field, value in zip(fields, row):
-        column = field.get_col(model._meta.db_table)
-        for convert in db.ops.get_db_converters(column) + column.get_db_converters(db):
+    for value, steps in zip(row, converters):
+        for convert, column in steps:
             value = convert(value, column, db)
         values.append(value)
-    return model.from_db(alias, [field.attname for field in fields], values)
+    return model.from_db(alias, attnames, values)
