@@ -203,3 +203,24 @@ def test_a_user_the_process_has_not_seen_is_read_on_the_event_loop_and_a_deactiv
     refused = _send(server, patient, {"group_id": group.group_id, "content": "still me?"})
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "NOT_AUTHENTICATED"
     assert Message.objects.filter(group=group, sender=patient).count() == 1
+
+
+def test_a_message_stored_on_the_event_loop_is_encrypted_at_rest(start_server, team, settings):
+    from cryptography.fernet import Fernet
+    from django.db import connection
+
+    doctor, patient, group = team
+    key = Fernet.generate_key().decode()
+    settings.IM_ENCRYPTION_KEYS = [key]  # this process reads what the server writes
+    server = start_server("sealed", METRICS_TOKEN=METRICS_TOKEN, IM_ENCRYPTION_KEYS=key)
+    _known(server, doctor)
+    _send(server, doctor, {"group_id": group.group_id, "content": "warm"})
+    before = _paths(server)
+    sent = _send(server, doctor, {"group_id": group.group_id, "content": "blood pressure 150/95"})
+    assert sent.status_code == 201 and _paths(server).get("direct", 0) - before.get("direct", 0) == 1
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT content FROM messages WHERE message_id = %s", [sent.json()["message_id"]])
+        stored = cursor.fetchone()[0]
+    assert stored.startswith("enc$f$") and "150/95" not in stored
+    assert Message.objects.get(message_id=sent.json()["message_id"]).content == "blood pressure 150/95"
