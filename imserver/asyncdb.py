@@ -46,9 +46,13 @@ async def _pool():
     future = asyncio.get_running_loop().create_future()
     _opening[key] = future
     try:
+        from imserver.dbpool import async_pool_unreachable
+
+        # As Django's pool (settings): a server that cannot be reached fails the waiting sends at once (503).
         pool = AsyncConnectionPool(kwargs=_connection_kwargs(), min_size=settings.DB_ASYNC_POOL_MIN_SIZE,
                                    max_size=settings.DB_ASYNC_POOL_MAX_SIZE, timeout=settings.DB_POOL_TIMEOUT,
-                                   name="send", open=False)
+                                   reconnect_timeout=settings.DB_POOL_RECONNECT_TIMEOUT,
+                                   reconnect_failed=async_pool_unreachable, name="send", open=False)
         await pool.open(wait=False)
         _pools[key] = pool
         future.set_result(pool)
@@ -78,10 +82,19 @@ def _django_errors():
 async def connection():
     """An autocommit connection of this process's pool, for several statements in a row (one checkout, not one
     each); connection-level and integrity errors are Django's."""
+    import psycopg
+
     pool = await _pool()
-    with _django_errors():
-        async with pool.connection() as conn:
-            yield conn
+    try:
+        with _django_errors():
+            async with pool.connection() as conn:
+                yield conn
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.OperationalError):
+            # The server went away, or a connection did: check the idle ones now, so that none of those it
+            # broke answers a send once it is back.
+            asyncio.get_running_loop().create_task(pool.check())
+        raise
 
 
 async def fetchone(sql: str, params, conn=None) -> tuple | None:

@@ -1,7 +1,7 @@
 """The PostgreSQL connection pool's answer to an unreachable server (Django's OPTIONS["pool"])."""
 import psycopg
 
-from imserver.patches import pool_waiting_fail
+from imserver.patches import async_pool_waiting_fail, pool_waiting_fail
 
 
 def pool_unreachable(pool) -> None:
@@ -12,3 +12,10 @@ def pool_unreachable(pool) -> None:
     dropped, so that the first request after the outage connects anew instead of trying each."""
     pool_waiting_fail(pool, psycopg.OperationalError(f"could not connect to the database (pool {pool.name!r})"))
     pool.drain()
+
+
+async def async_pool_unreachable(pool) -> None:
+    """pool_unreachable for the event loop's pool (imserver.asyncdb)."""
+    exc = psycopg.OperationalError(f"could not connect to the database (pool {pool.name!r})")
+    await async_pool_waiting_fail(pool, exc)
+    await pool.drain()

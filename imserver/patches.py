@@ -124,6 +124,16 @@ def redis_cache_client(cache: DjangoRedisCache, key: str | None = None, *, write
 # --- psycopg-pool: fail the waiting requests at once when the database is unreachable ------------------------
 
 
+async def async_pool_waiting_fail(pool, exc: Exception) -> None:
+    """pool_waiting_fail for psycopg-pool's AsyncConnectionPool (the send on the event loop: imserver.asyncdb).
+    Private: `AsyncConnectionPool._lock`, `AsyncConnectionPool._waiting` and its clients' `fail()`."""
+    async with pool._lock:
+        waiting = list(pool._waiting)
+        pool._waiting.clear()
+    for client in waiting:
+        await client.fail(exc)
+
+
 def pool_waiting_fail(pool, exc: Exception) -> None:
     """Fail every request waiting for a connection of `pool` with `exc`, the way the pool's own close() fails
     them: when the pool gives up connecting, they answer 503 now instead of after DB_POOL_TIMEOUT (10 s by

@@ -175,6 +175,8 @@ DB_ASYNC_POOL_MIN_SIZE = env.int("DB_ASYNC_POOL_MIN_SIZE", default=2)
 DB_ASYNC_POOL_MAX_SIZE = env.int("DB_ASYNC_POOL_MAX_SIZE", default=10)
 # Seconds a send waits for a free connection of it before it fails (503), as with Django's pool.
 DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=10.0)
+# Seconds it retries a failed connect before the waiting sends fail (503), as with Django's pool.
+DB_POOL_RECONNECT_TIMEOUT = env.float("DB_POOL_RECONNECT_TIMEOUT", default=0.0)
 # Runs of a statement on a connection of that pool before psycopg prepares it on the server (empty: never, as
 # behind a pooler in transaction mode).
 DB_ASYNC_PREPARE_THRESHOLD = env.int("DB_ASYNC_PREPARE_THRESHOLD", default=5) \

@@ -126,6 +126,27 @@ def test_psycopg_pool_queue_can_be_failed_at_once():
         waiting.wait(timeout=0.1)
 
 
+def test_psycopg_async_pool_queue_can_be_failed_at_once():
+    import asyncio
+
+    from psycopg_pool import AsyncConnectionPool
+    from psycopg_pool.pool_async import WaitingClient as AsyncWaitingClient
+
+    async def scenario():
+        pool = AsyncConnectionPool("dbname=none", open=False)
+        pool._ensure_lock()  # open() makes it on the running loop; the pool here never connects
+        assert hasattr(pool._lock, "__aenter__") and isinstance(pool._waiting, deque), \
+            upgrade("psycopg-pool", "AsyncConnectionPool._lock/_waiting")
+        waiting = AsyncWaitingClient()
+        pool._waiting.append(waiting)
+        await patches.async_pool_waiting_fail(pool, psycopg.OperationalError("away"))
+        assert not pool._waiting, upgrade("psycopg-pool", "AsyncConnectionPool._waiting")
+        with pytest.raises(psycopg.OperationalError, match="away"):
+            await waiting.wait(timeout=0.1)
+
+    asyncio.run(scenario())
+
+
 # --- DRF ------------------------------------------------------------------------------------------------------
 
 def test_drf_request_wraps_the_django_request():
