@@ -213,8 +213,11 @@ class SendBench:
         send instead of 0.3)."""
         from django.db import connection
 
+        from chat.models import Message
+        from groups.models import ChatGroup
+
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE messages, groups")
+            cursor.execute(f"ANALYZE {Message._meta.db_table}, {ChatGroup._meta.db_table}")
 
     @staticmethod
     def _seqs(groups: list[str]) -> dict:

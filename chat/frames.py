@@ -1,14 +1,11 @@
 """Client frames: parsing and the shape of their fields, before any service sees them."""
-import re
 import time
 from collections import deque
 
 from django.conf import settings
 
-from imserver import jsonlimits
+from imserver import ids, jsonlimits
 from imserver.errors import RateLimited, ServiceError
-
-_ID = re.compile(r"[0-9a-z_]{1,64}")
 
 
 class FrameError(ServiceError):
@@ -52,7 +49,7 @@ def group_id(frame: dict) -> str:
     value = required(frame, "group_id")
     if not isinstance(value, str):
         raise FrameError("group_id must be a string.", details={"group_id": ["Not a string."]})
-    if not _ID.fullmatch(value):
+    if not ids.id_shaped(value):
         raise FrameError("group_id is not a group id.", details={"group_id": ["Not an id."]})
     return value
 

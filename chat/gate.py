@@ -4,27 +4,28 @@ push as message_send).
 
 Only a request the DRF view would answer 201 is answered here, and with the view's own headers (learnt from its
 answer to an earlier send of this process) and its renderer. Anything else goes to Django untouched, body and
-all: a browser's request (Origin), another content type or Accept, a query string, a foreign Host, a token
-whose user cannot be read from the loop (the process's user cache not listening: users.usercache), a body
-that is not the plain JSON shape, every refusal (the view refuses it again, in the contract's words), a repeat
-of a client_msg_id, and a message an app wants stored through the ORM (the AI bridge: a patient's, to a group
-whose AI is on). Nothing is stored before a request is handed on."""
+all: a browser's request (Origin), another content type or Accept, a query string, a foreign Host, a token whose
+user cannot be read from the loop (the process's user cache not listening: users.usercache), a group_id not
+shaped like an id, a body that is not the plain JSON shape, every refusal (the view refuses it again, in the
+contract's words), a repeat of a client_msg_id, and a message an app wants stored through the ORM (the AI bridge:
+a patient's, to a group whose AI is on). Nothing is stored before a request is handed on."""
 import json
 import logging
 import time
 
 from django.conf import settings
-from django.http.request import split_domain_port, validate_host
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest
 from django.urls import resolve
 from rest_framework.renderers import JSONRenderer
 
 from chat.models import CLIENT_MSG_ID_MAX, MsgType
 from chat.serializers import message_data
 from chat.services import message_send_direct
-from imserver import asyncdb
-from imserver.errors import ServiceError, ServiceUnavailable, database_unavailable, error_body
+from imserver import asyncdb, ids
+from imserver.errors import InternalError, ServiceError, ServiceUnavailable, database_unavailable, error_body
 from imserver.metrics import HTTP_LATENCY
-from imserver.requestid import new_request_id, request_id_var
+from imserver.requestid import request_id_from, request_id_var
 from users.authentication import CachedUserJWTAuthentication
 
 logger = logging.getLogger(__name__)
@@ -71,20 +72,22 @@ class SendGate:
         fields = _fields(body) if user is not None else None
         if fields is None:
             return None
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 else new_request_id()
+        request_id = request_id_from(headers.get(b"x-request-id", b"").decode("latin-1"))
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         try:
             sent = await message_send_direct(sender=user, via="http", **fields)
         except ServiceError:
             return None  # the view refuses it again, in the contract's words
-        except Exception as exc:
-            if not database_unavailable(exc):
-                raise
-            logger.warning("database unavailable: %s", exc.__class__.__name__)
-            status, content = 503, self.renderer.render(error_body(ServiceUnavailable.code,
-                                                                   ServiceUnavailable.default_message))
+        except Exception as exc:  # noqa: BLE001 - answered in the contract's words, not handed on: it may be stored
+            if database_unavailable(exc):
+                logger.warning("database unavailable: %s", exc.__class__.__name__)
+                status, content = 503, self.renderer.render(error_body(ServiceUnavailable.code,
+                                                                       ServiceUnavailable.default_message))
+            else:
+                logger.error("direct send failed", exc_info=exc)
+                status, content = 500, self.renderer.render(error_body(InternalError.code,
+                                                                       InternalError.default_message))
         else:
             if sent is None:
                 return None
@@ -149,12 +152,16 @@ def _replay(body: bytes, complete: bool, receive):
 
 
 def _host_allowed(headers: dict) -> bool:
-    """The Host check of Django's get_host() (ContractErrorsMiddleware answers a foreign one)."""
-    if settings.USE_X_FORWARDED_HOST:
+    """Django's own Host check, get_host() (ContractErrorsMiddleware answers a foreign one)."""
+    if settings.USE_X_FORWARDED_HOST or b"host" not in headers:
         return False
-    domain, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
-    allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else [])
-    return bool(domain) and validate_host(domain, allowed)
+    request = HttpRequest()
+    request.META["HTTP_HOST"] = headers[b"host"].decode("latin-1")
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return False
+    return True
 
 
 def _refuse_constant(name):
@@ -172,12 +179,13 @@ def _fields(body: bytes) -> dict | None:
     group_id, content = data.get("group_id"), data.get("content")
     msg_type = data.get("msg_type", MsgType.TEXT)
     client_msg_id = data.get("client_msg_id")
-    if not (_plain(group_id, 64) and isinstance(content, str) and msg_type in (MsgType.TEXT, MsgType.IMAGE)
+    if not (ids.id_shaped(group_id) and isinstance(content, str) and msg_type in (MsgType.TEXT, MsgType.IMAGE)
             and (client_msg_id is None or _plain(client_msg_id, CLIENT_MSG_ID_MAX))):
         return None
     return {"group_id": group_id, "content": content, "msg_type": msg_type, "client_msg_id": client_msg_id}
 
 
 def _plain(value, max_length: int) -> bool:
-    """A string DRF's CharField keeps as it is: not blank, nothing to trim, within its max_length."""
+    """A string DRF's CharField keeps as it is: not blank, nothing to trim, within its max_length (NUL and lone
+    surrogates, which it refuses, the service refuses too)."""
     return isinstance(value, str) and 0 < len(value) <= max_length and value == value.strip()

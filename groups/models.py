@@ -1,3 +1,5 @@
+import functools
+
 from django.conf import settings
 from django.db import connections, models
 from django.db.models import Count, F, OuterRef, Subquery
@@ -47,12 +49,18 @@ class ChatGroupQuerySet(models.QuerySet):
         return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id], conn), "default")
 
     def _role_of_sql(self) -> str:
-        return (f"SELECT {asyncdb.columns(self.model, 'g')}, (SELECT m.user_role FROM {GroupMember._meta.db_table} m"
-                f" WHERE m.group_id = g.id AND m.user_id = %s) FROM {self.model._meta.db_table} g WHERE g.group_id = %s")
+        return _role_of_sql(self.model)
 
     def _with_role(self, row, alias: str) -> tuple["ChatGroup | None", str | None]:
         # as the ORM converts them (SQLite's datetimes are text)
         return (None, None) if row is None else (asyncdb.instance(self.model, row, alias), row[-1])
+
+
+@functools.cache
+def _role_of_sql(model) -> str:
+    """with_role_of's statement, built once per process."""
+    return (f"SELECT {asyncdb.columns(model, 'g')}, (SELECT m.user_role FROM {GroupMember._meta.db_table} m"
+            f" WHERE m.group_id = g.id AND m.user_id = %s) FROM {model._meta.db_table} g WHERE g.group_id = %s")
 
 
 class ChatGroup(models.Model):

@@ -23,7 +23,12 @@ _opening: dict[tuple[int, asyncio.AbstractEventLoop], asyncio.Future] = {}
 
 def available() -> bool:
     """Whether the send path may use the pool here: PostgreSQL, Redis (the rate counters) and SEND_DIRECT."""
-    return settings.SEND_DIRECT and connections["default"].vendor == "postgresql" and bool(settings.REDIS_URL)
+    return settings.SEND_DIRECT and bool(settings.REDIS_URL) and _postgresql()
+
+
+@functools.cache
+def _postgresql() -> bool:
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
 
 
 def _connection_kwargs() -> dict:

@@ -1,11 +1,18 @@
 """Public identifiers: a prefix, then a ULID-style body that sorts by creation time."""
 import os
+import re
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 # What an id in a URL path may look like (the routers' lookup_value_regex): anything else is no such path,
 # and never reaches the database (PostgreSQL refuses a NUL byte with an error, not an empty result).
 URL_PATTERN = r"[0-9a-z_]+"
+_SHAPE = re.compile(r"[0-9a-z_]{1,64}")
+
+
+def id_shaped(value) -> bool:
+    """Whether a value could be a public id (a frame's or a send's group_id): nothing else reaches the database."""
+    return isinstance(value, str) and _SHAPE.fullmatch(value) is not None
 
 
 def _encode(value: int, length: int) -> str:

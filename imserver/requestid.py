@@ -9,11 +9,17 @@ import uuid
 
 from imserver.metrics import HTTP_LATENCY
 
+REQUEST_ID_MAX = 64  # longer ones are not echoed into the logs
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
 def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def request_id_from(incoming: str) -> str:
+    """The client's X-Request-ID when it is a sane one (ASCII, at most REQUEST_ID_MAX characters), else a new id."""
+    return incoming if incoming.isascii() and 0 < len(incoming) <= REQUEST_ID_MAX else new_request_id()
 
 
 class RequestIdMiddleware:
@@ -23,8 +29,7 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if incoming.isascii() and 0 < len(incoming) <= 64 else new_request_id()
+        request_id = request_id_from(request.headers.get("X-Request-ID", ""))
         request.request_id = request_id  # for the log lines Django writes after the middleware has returned
         token = request_id_var.set(request_id)
         started = time.perf_counter()

@@ -15,6 +15,7 @@ from chat.services import message_send
 from groups.models import ChatGroup, GroupMember
 from groups.services import group_create, member_add
 from tests.support.live import needs_real_services
+from tests.support.teams import care_team
 from tests.support.waiting import ABSENCE_GRACE, assert_nothing_arrives
 from tests.support.wsclient import Client
 from users.models import Role, User
@@ -29,9 +30,7 @@ def _bearer(user) -> dict:
 
 @pytest.fixture
 def team(make_user):
-    doctor, patient = make_user(Role.DOCTOR), make_user(Role.PATIENT)
-    group = group_create(creator=doctor, group_name="Revocation", ai_enabled=False)
-    member_add(group=group, user=patient, user_role=Role.PATIENT)
+    doctor, (patient,), group = care_team(make_user, 1)
     return doctor, patient, group
 
 

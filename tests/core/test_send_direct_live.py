@@ -105,10 +105,16 @@ def test_refusals_are_the_views(server, team, make_user):
         (doctor, {"group_id": group.group_id, "content": "as the AI", "msg_type": "AI_REPLY"}, 400,
          "VALIDATION_ERROR"),
         (doctor, {"group_id": group.group_id, "content": 7}, 400, "VALIDATION_ERROR"),
+        # Never to the database: PostgreSQL refuses NUL with an error, and a lone surrogate cannot be encoded.
+        (doctor, {"group_id": group.group_id + "\u0000", "content": "hi"}, 400, "VALIDATION_ERROR"),
     ]
     for user, body, status, code in cases:
         answer = _send(server, user, body)
         assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), body
+    surrogate = httpx.post(f"{server.url}/api/message/send", content=b'{"group_id": "group_\\ud800", "content": "hi"}',
+                           headers={"Authorization": f"Bearer {access_token(doctor)}",
+                                    "Content-Type": "application/json"})
+    assert surrogate.status_code == 400 and surrogate.json()["error"]["code"] == "VALIDATION_ERROR"
     bad_token = httpx.post(f"{server.url}/api/message/send", headers={"Authorization": "Bearer nope"},
                            json={"group_id": group.group_id, "content": "hi"})
     assert bad_token.status_code == 401 and bad_token.json()["error"]["code"] == "NOT_AUTHENTICATED"

@@ -6,10 +6,9 @@ import httpx
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
-from groups.services import group_create, member_add
 from tests.support.live import needs_real_services
+from tests.support.teams import care_team
 from tests.support.wsclient import Client
-from users.models import Role
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_real_services()]
 
@@ -24,9 +23,7 @@ def servers(start_server):
 
 @pytest.fixture
 def team(make_user):
-    doctor, patient = make_user(Role.DOCTOR), make_user(Role.PATIENT)
-    group = group_create(creator=doctor, group_name="Cap", ai_enabled=False)
-    member_add(group=group, user=patient, user_role=Role.PATIENT)
+    doctor, (patient,), group = care_team(make_user, 1)
     return doctor, patient, group
 
 
