@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connec
 
 _pools: dict[tuple[int, asyncio.AbstractEventLoop], object] = {}  # (pid, loop) -> AsyncConnectionPool
 _opening: dict[tuple[int, asyncio.AbstractEventLoop], asyncio.Future] = {}
+_lent: set = set()  # the pools' connections lent out right now (cancel_running)
 
 
 def available() -> bool:
@@ -93,13 +94,31 @@ async def connection():
     try:
         with _django_errors():
             async with pool.connection() as conn:
-                yield conn
+                _lent.add(conn)
+                try:
+                    yield conn
+                finally:
+                    _lent.discard(conn)
     except OperationalError as exc:
         if isinstance(exc.__cause__, psycopg.OperationalError):
             # The server went away, or a connection did: check the idle ones now, so that none of those it
             # broke answers a send once it is back.
             asyncio.get_running_loop().create_task(pool.check())
         raise
+
+
+def cancel_running() -> int:
+    """Cancel in PostgreSQL the statements still running on this process's pools; how many there were.
+
+    For a server about to exit: an autocommit statement waiting for a lock would otherwise run and commit once it
+    gets it, after its client was cut off (a transaction of the ORM's rolls back when its process is gone). The
+    cancelled sends fail as in an outage (503) and store nothing."""
+    from psycopg import pq
+
+    running = [conn for conn in list(_lent) if conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE]
+    for conn in running:
+        conn.cancel()  # blocking: a cancel request on a connection of its own, answered at once
+    return len(running)
 
 
 async def fetchone(sql: str, params, conn=None) -> tuple | None:

@@ -21,6 +21,8 @@ from django.db import connections
 from twisted.internet import defer, interfaces, reactor, task
 from zope.interface import implementer
 
+from imserver import asyncdb
+
 logger = logging.getLogger("imserver.server")  # not __main__ when run with -m
 access_logger = logging.getLogger("imserver.access")
 
@@ -29,6 +31,8 @@ RESTARTING = 1012  # API.md: server restarting
 # Seconds past WS_SHUTDOWN_GRACE that daphne's own teardown (cancelling what is left, closing the pools) may take
 # before the process leaves anyway: so a stopping server is gone within WS_SHUTDOWN_GRACE + EXIT_MARGIN.
 EXIT_MARGIN = 2.0
+# Of that margin, how long the sends whose statements were cancelled at the bound have to answer their 503.
+CANCELLED_ANSWER = 0.5
 
 # glibc keeps the freed blocks of a dropped backlog in its heap, so the resident memory would stay at its peak;
 # handing them back after a slow reader's close costs about 1 ms (8 slow readers: 12.6 MB kept without it, none
@@ -148,7 +152,8 @@ class AccessLog:
 class Server(daphne_server.Server):
     """daphne's Server with the protocol above, JSON access lines, and a graceful shutdown: it stops listening,
     closes WebSockets with 1012, lets in-flight HTTP requests finish (their connections close after the response)
-    and waits for both at most WS_SHUTDOWN_GRACE seconds; the process is gone EXIT_MARGIN seconds later at most."""
+    and waits for both at most WS_SHUTDOWN_GRACE seconds, then cancels the send statements still running in
+    PostgreSQL; the process is gone EXIT_MARGIN seconds later at most."""
 
     draining = False
 
@@ -214,6 +219,10 @@ class Server(daphne_server.Server):
             if left:
                 logger.warning("Shutting down: %d HTTP requests still running after %.1f s are cancelled",
                                len(left), settings.WS_SHUTDOWN_GRACE)
+            if asyncdb.cancel_running():  # those sends answer 503, storing nothing; then the rest is cut off
+                deadline = reactor.seconds() + CANCELLED_ANSWER
+                while reactor.seconds() < deadline and self._requests_in_flight():
+                    await task.deferLater(reactor, 0.02)
         finally:
             # daphne's kill_all_applications reads every entry's application_instance, which the request that
             # upgraded to a WebSocket never has: within a second of an upgrade it raised KeyError and cancelled
@@ -238,7 +247,8 @@ class Server(daphne_server.Server):
 
 def exit_now(code: int = 0) -> None:
     """Leave the process without joining its threads: after the drain, a thread still running a request's sync code
-    holds nothing that outlives the process (its transaction rolls back, its client retries elsewhere)."""
+    holds nothing that outlives the process (its transaction rolls back, its client retries elsewhere), and the
+    event loop's statements still running were cancelled (asyncdb.cancel_running)."""
     if code:
         logger.warning("Shutting down: not stopped within %.1f s; exiting now",
                        settings.WS_SHUTDOWN_GRACE + EXIT_MARGIN)
