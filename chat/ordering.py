@@ -52,7 +52,7 @@ class PushSequencer:
         for seq, text in stored:
             if seq == self.delivered[group_id] + 1:
                 self.delivered[group_id] = seq
-                out.append(text)
+                out += [text, *self._release(group_id)]  # and the held ones that follow on
         return out + self._release(group_id)
 
     def drop_held(self, group_id: str) -> None:

@@ -16,6 +16,7 @@ _own_loop_wanted = False
 _server_loop: asyncio.AbstractEventLoop | None = None  # the ASGI server's event loop, once it has served
 _publisher: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child starts its own
 _publisher_lock = threading.Lock()
+_publishing: set[asyncio.Task] = set()  # the pushes the server's loop is sending now
 
 
 def publish_from_own_loop() -> None:
@@ -65,6 +66,12 @@ def publish(channel_group: str, event: dict) -> None:
     if layer is None:
         return
     loop = _server_loop
+    if loop is not None and _on(loop):  # the loop's own code (a send stored on it): no hand-off to itself
+        task = loop.create_task(layer.group_send(channel_group, event))
+        _publishing.add(task)  # the loop keeps only a weak reference to its tasks
+        task.add_done_callback(_publishing.discard)
+        task.add_done_callback(functools.partial(_publish_done, channel_group))
+        return
     if loop is not None and loop.is_running():
         # A request's or a frame's thread: the push goes to the loop that owns the channel layer's connections,
         # and the thread goes on (answering the sender) instead of waiting for Redis. Pushes of one thread keep
@@ -84,6 +91,13 @@ def publish(channel_group: str, event: dict) -> None:
             async_to_sync(layer.group_send)(channel_group, event)
     except Exception:  # noqa: BLE001 - a push failure never undoes a stored message; clients sync.
         logger.warning("push to %s failed", channel_group, exc_info=True)
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # a thread's
+        return False
 
 
 def _publish_done(channel_group: str, future) -> None:

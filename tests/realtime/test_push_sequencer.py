@@ -22,6 +22,13 @@ def test_an_early_push_is_held_until_the_one_before_it_comes():
     assert not s.has_gap("g")
 
 
+def test_a_fill_of_the_missing_seqs_alone_frees_the_held_ones_between_them():
+    s = _seq(last=3)
+    s.offer("g", 5, "m5"), s.offer("g", 7, "m7")
+    assert s.fill("g", [(4, "m4"), (6, "m6")]) == ["m4", "m5", "m6", "m7"]
+    assert not s.has_gap("g") and s.last("g") == 7
+
+
 def test_repeats_and_seqs_the_client_syncs_are_dropped():
     s = _seq(last=5)
     assert s.offer("g", 5, "m5") == [] and s.offer("g", 4, "m4") == []
