@@ -1,4 +1,5 @@
-"""Compare channels-redis's core layer and its pub/sub layer for this server's fan-out.
+"""Compare channels-redis's core layer, its pub/sub layer and the deployment's (the pub/sub layer with batched
+publishes, imserver.channel_layer) for this server's fan-out.
 
     python bench/layer_fanout.py --redis redis://127.0.0.1:6379/0 --groups 100 --members 5 --messages 2000
 
@@ -15,6 +16,8 @@ import time
 
 from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
+
+from imserver.channel_layer import BatchedPubSubChannelLayer
 
 
 def pct(values, p):
@@ -84,6 +87,7 @@ def main():
     for name, factory in (
         ("core", lambda: RedisChannelLayer(hosts=[args.redis], prefix="benchcore", capacity=10000)),
         ("pubsub", lambda: RedisPubSubChannelLayer(hosts=[args.redis], prefix="benchpubsub")),
+        ("pubsub, batched", lambda: BatchedPubSubChannelLayer(hosts=[args.redis], prefix="benchbatched")),
     ):
         results[name] = asyncio.run(run(factory(), args.groups, args.members, args.messages, args.concurrency))
         print(name, json.dumps(results[name]))

@@ -245,7 +245,7 @@ if REDIS_URL:
     if CHANNEL_LAYER_BACKEND == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "BACKEND": "imserver.channel_layer.BatchedPubSubChannelLayer",  # channels_redis pub/sub, batched
                 "CONFIG": {"hosts": CHANNEL_LAYER_HOSTS, "prefix": CHANNEL_LAYER_PREFIX},
             }
         }

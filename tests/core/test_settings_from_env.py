@@ -40,7 +40,7 @@ def test_urls_switch_to_production_parts():
     assert result.returncode == 0, result.stderr
     conf = json.loads(result.stdout)
     assert conf["db"] == "django.db.backends.postgresql"
-    assert conf["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert conf["layer"] == "imserver.channel_layer.BatchedPubSubChannelLayer"
     assert conf["eager"] is False and conf["in_process"] is False and conf["broker"] == "redis://cache.example:6379/0"
     assert conf["max_chars"] == 500 and conf["cors"] == ["https://care.example.org"]
 

@@ -1,0 +1,60 @@
+"""The channel layer: channels_redis's pub/sub layer, its publishes of one process sent to Redis in batches.
+
+channels_redis publishes one message per round trip, each under its shard's lock: under load the pushes of a
+process queue behind that lock, one event-loop turn or more each, and trail their commits by seconds (a
+connection then finds a gap, another process's push overtaking, and reads it from the database). Here the
+publishes waiting for a shard go out together, in their order, as one pipeline: one round trip for all of them.
+Each group_send still returns once Redis has taken its message, and fails if it did not.
+
+The internals this relies on are checked by tests/realtime/test_channel_layer.py."""
+import asyncio
+
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+
+
+class BatchedPublishShard(RedisSingleShardConnection):
+    """A shard whose publishes queue up while one batch is in flight, and leave together after it."""
+
+    def __init__(self, host, channel_layer):
+        super().__init__(host, channel_layer)
+        self._waiting: list[tuple[str, bytes, asyncio.Future]] = []
+        self._sender: asyncio.Task | None = None
+
+    async def publish(self, channel, message):
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((channel, message, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_waiting())
+        await done
+
+    async def _send_waiting(self):
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self._lock:  # as channels_redis: ordered with the shard's subscribes
+                    self._ensure_redis()
+                    pipeline = self._redis.pipeline(transaction=False)
+                    for channel, message, _ in batch:
+                        pipeline.publish(channel, message)
+                    await pipeline.execute()
+            except BaseException as exc:  # noqa: BLE001 - each caller gets the failure (publish logs it)
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc if isinstance(exc, Exception) else ConnectionError(repr(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+
+class BatchedPubSubChannelLayer(RedisPubSubChannelLayer):
+    """RedisPubSubChannelLayer (the same configuration) with BatchedPublishShard for its shards."""
+
+    def _get_layer(self):
+        layer = super()._get_layer()
+        if not getattr(layer, "batched_publish", False):  # a loop's layer, just made: nothing used its shards yet
+            layer._shards = [BatchedPublishShard(shard.host, layer) for shard in layer._shards]
+            layer.batched_publish = True
+        return layer
