@@ -117,7 +117,7 @@ def cancel_running() -> int:
 
     running = [conn for conn in list(_lent) if conn.pgconn.transaction_status == pq.TransactionStatus.ACTIVE]
     for conn in running:
-        conn.cancel()  # blocking: a cancel request on a connection of its own, answered at once
+        conn.cancel()  # blocking: a cancel request on a connection of its own (the shutdown's watchdog bounds it)
     return len(running)
 
 

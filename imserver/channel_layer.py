@@ -18,6 +18,7 @@ class BatchedPublishShard(RedisSingleShardConnection):
     def __init__(self, host, channel_layer):
         super().__init__(host, channel_layer)
         self._waiting: list[tuple[str, bytes, asyncio.Future]] = []
+        self._sending: list[tuple[str, bytes, asyncio.Future]] = []
         self._sender: asyncio.Task | None = None
 
     async def publish(self, channel, message):
@@ -25,28 +26,39 @@ class BatchedPublishShard(RedisSingleShardConnection):
         self._waiting.append((channel, message, done))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_waiting())
+            self._sender.add_done_callback(self._sender_stopped)
         await done
 
     async def _send_waiting(self):
         while self._waiting:
-            batch, self._waiting = self._waiting, []
+            self._sending, self._waiting = self._waiting, []
             try:
                 async with self._lock:  # as channels_redis: ordered with the shard's subscribes
                     self._ensure_redis()
                     pipeline = self._redis.pipeline(transaction=False)
-                    for channel, message, _ in batch:
+                    for channel, message, _ in self._sending:
                         pipeline.publish(channel, message)
                     await pipeline.execute()
-            except BaseException as exc:  # noqa: BLE001 - each caller gets the failure (publish logs it)
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc if isinstance(exc, Exception) else ConnectionError(repr(exc)))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+            except Exception as exc:  # noqa: BLE001 - each caller gets the failure (publish logs it)
+                _settle(self._sending, exc)
+            else:
+                _settle(self._sending, None)
+            self._sending = []
+
+    def _sender_stopped(self, sender: asyncio.Task) -> None:
+        """Cancelled (its loop closing), even before its first step: what it did not send fails, none waits."""
+        if sender.cancelled():
+            unsent, self._sending, self._waiting = self._sending + self._waiting, [], []
+            _settle(unsent, ConnectionError("not published: the layer's sender was cancelled"))
+
+
+def _settle(batch, exc: Exception | None) -> None:
+    for _, _, done in batch:
+        if not done.done():
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
 
 
 class BatchedPubSubChannelLayer(RedisPubSubChannelLayer):

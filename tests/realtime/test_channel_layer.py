@@ -42,7 +42,8 @@ def test_concurrent_publishes_are_delivered_in_order_once_each_in_fewer_round_tr
         layer = _layer()
         channel = await layer.new_channel()
         await layer.group_add("care", channel)
-        await asyncio.gather(*(layer.group_send("care", {"type": "chat.message", "n": n}) for n in range(200)))
+        await asyncio.wait_for(asyncio.gather(*(layer.group_send("care", {"type": "chat.message", "n": n})
+                                                for n in range(200))), 10)
         got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(200)]
         with pytest.raises(asyncio.TimeoutError):  # nothing twice
             await asyncio.wait_for(layer.receive(channel), 0.3)
@@ -60,9 +61,24 @@ def test_publishes_redis_never_took_fail():
 
     async def scenario():
         layer = _layer([f"redis://127.0.0.1:{port}/0"])
-        results = await asyncio.gather(*(layer.group_send("care", {"type": "chat.message", "n": n})
-                                         for n in range(5)), return_exceptions=True)
-        return results
+        sends = asyncio.gather(*(layer.group_send("care", {"type": "chat.message", "n": n}) for n in range(5)),
+                               return_exceptions=True)
+        return await asyncio.wait_for(sends, 10)  # each fails; none waits for ever
 
     results = asyncio.run(scenario())
     assert len(results) == 5 and all(isinstance(r, Exception) for r in results), results
+
+
+def test_publishes_waiting_when_the_sender_is_cancelled_fail_instead_of_waiting_for_ever():
+    async def scenario():
+        layer = _layer()
+        sends = [asyncio.ensure_future(layer.group_send("care", {"type": "chat.message", "n": n})) for n in range(50)]
+        await asyncio.sleep(0)  # each is queued, and the shard's sender made but not yet run
+        shard = layer._get_layer()._shards[0]
+        shard._sender.cancel()  # as when the loop closes
+        results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 10)
+        await layer.flush()
+        return results
+
+    results = asyncio.run(scenario())
+    assert len(results) == 50 and all(isinstance(r, ConnectionError) for r in results), results
