@@ -10,6 +10,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import frames, realtime, slots
+from chat.fanout import fanout_for
 from chat.models import Message, MsgType
 from chat.ordering import PushSequencer
 from chat.serializers import SEQ_MAX, message_data
@@ -49,6 +50,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         self.read_cooldowns: dict[str, asyncio.Task] = {}  # group_id -> the wait after a written read
         self.reads_held: dict[str, int] = {}  # group_id -> the highest seq read during that wait
         self.expiry: asyncio.Task | None = None
+        self.early: list[dict] | None = []  # group events handed over before the `connected` frame left
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -67,11 +69,12 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         self.frame_rate = frames.FrameRate()
         self.sequencer = PushSequencer()
         self.push_lock = asyncio.Lock()  # frames of one connection leave in the order they were decided
+        self.fanout = fanout_for(self.channel_layer)
         # Membership news first, so that a change committed while the memberships are read is not lost.
         await self.channel_layer.group_add(publish.user_channel(self.user.user_id), self.channel_name)
         self.group_ids = {g["group_id"] for g in await self._memberships()}
         for group_id in self.group_ids:
-            await self.channel_layer.group_add(publish.group_channel(group_id), self.channel_name)
+            await self.fanout.follow(group_id, self)
         # Read again once subscribed: a message after these last_seq values is pushed, one up to them is synced.
         groups = await self._connected_groups()
         for group in groups:
@@ -83,6 +86,9 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
             self.expiry = asyncio.create_task(self._close_at(self.scope["token_expires_at"]))
         await self._write_frame({"type": "connected", "user_id": self.user.user_id, "groups": groups,
                                  "server_time": _now()})
+        early, self.early = self.early, None
+        for event in early:
+            await self.dispatch(event)
 
     async def _refuse(self, code: int):
         # Accepted first, so that the client sees the code (a refused handshake is only an HTTP 403 to it).
@@ -117,7 +123,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
             self.slot_taken = False
             try:
                 for group_id in group_ids:
-                    await self.channel_layer.group_discard(publish.group_channel(group_id), self.channel_name)
+                    await self.fanout.unfollow(group_id, self)
                 await self.channel_layer.group_discard(publish.user_channel(self.user.user_id), self.channel_name)
             finally:
                 await slots.slot_give_back(user_id=self.user.user_id, channel_name=self.channel_name)
@@ -175,10 +181,8 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         group_id = frames.group_id(frame)
         if group_id not in self.group_ids:
             await self._check_member(group_id)
-        await self.channel_layer.group_send(publish.group_channel(group_id), {
-            "type": "group.event",
-            "frame": {"type": "typing", "group_id": group_id, "user_id": self.user.user_id},
-        })
+        await self.channel_layer.group_send(publish.group_channel(group_id), publish.group_event_message(
+            group_id, {"type": "typing", "group_id": group_id, "user_id": self.user.user_id}))
 
     async def on_read(self, frame):
         """Move the user's read watermark. Clients read per screenful: of a burst of reads of one group, the first
@@ -215,6 +219,14 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
                 del self.read_cooldowns[group_id]
 
     # --- channel-layer events -------------------------------------------------------------------
+
+    async def fanout_event(self, event):
+        """An event of one of the user's groups, handed over by the process's fan-out (chat.fanout); held until
+        the `connected` frame has left."""
+        if self.early is not None:
+            self.early.append(event)
+        else:
+            await self.dispatch(event)
 
     async def chat_message(self, event):
         """A stored message of one of this user's groups, its frame already JSON text: sent in seq order."""
@@ -261,11 +273,10 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
             return
         frame = event["frame"]
         group_id = frame["group_id"]
-        channel = publish.group_channel(group_id)
         if frame["type"] == "member_joined":
             followed = group_id in self.group_ids
             self.group_ids.add(group_id)
-            await self.channel_layer.group_add(channel, self.channel_name)
+            await self.fanout.follow(group_id, self)
             await self._write_frame(frame)
             # Messages sent since the join were pushed to the group before this connection listened.
             if not followed and event.get("last_seq") is not None:
@@ -277,7 +288,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
             filler = self.gap_fillers.pop(group_id, None)
             if filler is not None:
                 filler.cancel()
-            await self.channel_layer.group_discard(channel, self.channel_name)
+            await self.fanout.unfollow(group_id, self)
             await self._write_frame(frame)
 
     async def direct_event(self, event):

@@ -113,7 +113,7 @@ def member_joined(*, member) -> None:
     # when they handle this event, so they fetch what was pushed after it in between.
     publish(user_channel(member.user.user_id), {"type": "membership.changed", "frame": frame,
                                                   "last_seq": member.group.last_seq})
-    publish(group_channel(member.group.group_id), {"type": "group.event", "frame": frame})
+    group_event(member.group.group_id, frame)
 
 
 def connections_close(user_id: str, *, code: int) -> None:
@@ -124,13 +124,18 @@ def connections_close(user_id: str, *, code: int) -> None:
 def member_left(*, group_id: str, user_id: str, user_role: str) -> None:
     """A membership is gone (removed, or deleted with its user or group): its connections leave at once."""
     frame = {"type": "member_left", "group_id": group_id, "user_id": user_id, "user_role": user_role}
-    publish(group_channel(group_id), {"type": "group.event", "frame": frame})
+    group_event(group_id, frame)
     publish(user_channel(user_id), {"type": "membership.changed", "frame": frame})
 
 
 def group_event(group_id: str, frame: dict) -> None:
     """Push any frame (typing, ai_status) to a group's connections."""
-    publish(group_channel(group_id), {"type": "group.event", "frame": frame})
+    publish(group_channel(group_id), group_event_message(group_id, frame))
+
+
+def group_event_message(group_id: str, frame: dict) -> dict:
+    """The channel-layer event of a group's frame; every event sent to a group names it (chat.fanout)."""
+    return {"type": "group.event", "group_id": group_id, "frame": frame}
 
 
 def read_receipt(*, group_id: str, user_id: str, last_read_seq: int) -> None:
