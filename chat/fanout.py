@@ -15,6 +15,7 @@ import weakref
 from imserver.publish import group_channel
 
 logger = logging.getLogger(__name__)
+RECEIVE_RETRY = 0.5  # seconds between attempts while the channel layer cannot be read
 
 
 class GroupFanout:
@@ -60,8 +61,15 @@ class GroupFanout:
                     await receiver
 
     async def _receive(self, channel: str):
+        """Hand over what comes, for as long as the loop has followers; a failing receive is retried, since every
+        connection of the process depends on this one task."""
         while True:
-            event = await self.layer.receive(channel)
+            try:
+                event = await self.layer.receive(channel)
+            except Exception:  # noqa: BLE001 - e.g. Redis away for the core layer: its connections catch up
+                logger.exception("group pushes not received; retrying in %s s", RECEIVE_RETRY)
+                await asyncio.sleep(RECEIVE_RETRY)
+                continue
             await self.hand_over(event)
 
     async def hand_over(self, event: dict) -> None:

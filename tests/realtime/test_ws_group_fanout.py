@@ -10,6 +10,7 @@ import pytest
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection
 
+from chat import fanout as fanout_module
 from chat.fanout import GroupFanout, fanout_for
 from chat.models import Message
 from chat.services import message_send
@@ -130,3 +131,35 @@ def test_a_group_followed_again_while_it_is_let_go_stays_followed():
     leaving, coming, subscribed = run(scenario)
     assert subscribed == {"g1"}
     assert coming == [{"type": "chat.message", "group_id": "g1", "seq": 1}] and leaving == []
+
+
+class LayerFailingOnce(InMemoryChannelLayer):
+    """The in-memory layer, whose first receive fails as a Redis layer's does while Redis is away."""
+
+    failed = False
+
+    async def receive(self, channel):
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("Redis is away")
+        return await super().receive(channel)
+
+
+def test_a_failing_receive_does_not_end_the_processs_pushes(caplog, monkeypatch):
+    monkeypatch.setattr(fanout_module, "RECEIVE_RETRY", 0.01)
+
+    async def scenario():
+        fanout = GroupFanout(LayerFailingOnce())
+        follower = Follower()
+        await fanout.follow("g1", follower)
+        with caplog.at_level(logging.ERROR, logger="chat.fanout"):
+            await fanout.layer.group_send("grp.g1", {"type": "chat.message", "group_id": "g1", "seq": 1})
+            for _ in range(100):
+                if follower.events:
+                    break
+                await asyncio.sleep(0.01)
+        await fanout.unfollow("g1", follower)
+        return follower.events
+
+    assert run(scenario) == [{"type": "chat.message", "group_id": "g1", "seq": 1}]
+    assert "group pushes not received" in caplog.text
