@@ -163,3 +163,26 @@ def test_a_failing_receive_does_not_end_the_processs_pushes(caplog, monkeypatch)
 
     assert run(scenario) == [{"type": "chat.message", "group_id": "g1", "seq": 1}]
     assert "group pushes not received" in caplog.text
+
+
+class LayerFailingToDiscard(InMemoryChannelLayer):
+    """The in-memory layer, whose group_discard fails as a Redis layer's does while Redis is away."""
+
+    async def group_discard(self, group, channel):
+        raise ConnectionError("Redis is away")
+
+
+def test_a_connection_that_goes_while_the_layer_fails_is_let_go_of_every_group(caplog):
+    async def scenario():
+        fanout = GroupFanout(LayerFailingToDiscard())
+        follower = Follower()
+        for group_id in ("g1", "g2"):
+            await fanout.follow(group_id, follower)
+        with caplog.at_level(logging.WARNING, logger="chat.fanout"):
+            for group_id in ("g1", "g2"):
+                await fanout.unfollow(group_id, follower)
+        return fanout
+
+    fanout = run(scenario)
+    assert (fanout.followers, fanout.subscribed, fanout.receiver) == ({}, set(), None)
+    assert "group g1 not let go in the channel layer" in caplog.text
