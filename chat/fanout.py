@@ -12,10 +12,11 @@ import contextlib
 import logging
 import weakref
 
+from django.conf import settings
+
 from imserver.publish import group_channel
 
 logger = logging.getLogger(__name__)
-RECEIVE_RETRY = 0.5  # seconds between attempts while the channel layer cannot be read
 
 
 class GroupFanout:
@@ -70,8 +71,8 @@ class GroupFanout:
             try:
                 event = await self.layer.receive(channel)
             except Exception:  # noqa: BLE001 - e.g. Redis away for the core layer: its connections catch up
-                logger.exception("group pushes not received; retrying in %s s", RECEIVE_RETRY)
-                await asyncio.sleep(RECEIVE_RETRY)
+                logger.exception("group pushes not received; retrying in %s s", settings.WS_FANOUT_RECEIVE_RETRY)
+                await asyncio.sleep(settings.WS_FANOUT_RECEIVE_RETRY)
                 continue
             await self.hand_over(event)
 

@@ -440,6 +440,8 @@ WS_RATE_INTERVAL = env.float("WS_RATE_INTERVAL", default=10.0)
 # Seconds a connection holds a push that came before an earlier seq did, waiting for the earlier one's push,
 # before it reads the missing messages from the database (pushes always leave in seq order).
 WS_PUSH_REORDER_WAIT = env.float("WS_PUSH_REORDER_WAIT", default=0.5)
+# Seconds between attempts to read a process's group pushes while the channel layer cannot be read (chat.fanout).
+WS_FANOUT_RECEIVE_RETRY = env.float("WS_FANOUT_RECEIVE_RETRY", default=0.5)
 # Open WebSocket connections one user may hold, across all server processes (more: closed with 4429).
 WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=20)
 # Seconds a connection's slot outlives its process when that dies without closing it (slots are renewed

@@ -10,13 +10,13 @@ import pytest
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection
 
-from chat import fanout as fanout_module
 from chat.fanout import GroupFanout, fanout_for
 from chat.models import Message
 from chat.services import message_send
 from groups.models import ChatGroup
 from groups.services import group_create, member_add
 from tests.support.teams import care_team
+from tests.support.waiting import wait_for_async
 from tests.support.ws import connected, db, nothing, receive, receive_many, run
 from users.models import Role
 
@@ -62,7 +62,7 @@ def test_a_connection_whose_send_waits_still_gets_its_other_groups_pushes(doctor
                                      [held_up.group_id])
                 await ws.send_json_to({"type": "send_message", "group_id": held_up.group_id,
                                        "content": "waits", "client_msg_id": "w-1"})
-                await asyncio.sleep(0.2)  # the send has reached the lock
+                await wait_for_async(lambda: lock_waited(locker))  # the send has reached the lock
                 await db(message_send)(sender=doctor, group=other, content="meanwhile")
                 during = await receive(ws)  # within TIMEOUT, while the send still waits
                 stored_during = await db(Message.objects.filter(group=held_up).count)()
@@ -77,6 +77,12 @@ def test_a_connection_whose_send_waits_still_gets_its_other_groups_pushes(doctor
     assert stored_during == 0
     assert after["message_ack"]["client_msg_id"] == "w-1"
     assert after["message"]["content"] == "waits" and after["message"]["group_id"] == held_up.group_id
+
+
+async def lock_waited(locker) -> bool:
+    """Some statement waits for a lock that `locker`'s transaction holds."""
+    cursor = await locker.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    return (await cursor.fetchone())[0] > 0
 
 
 class Follower:
@@ -97,10 +103,7 @@ def test_one_followers_failure_does_not_keep_the_push_from_the_others(caplog):
             await fanout.follow("g1", follower)
         with caplog.at_level(logging.ERROR, logger="chat.fanout"):
             await fanout.layer.group_send("grp.g1", {"type": "chat.message", "group_id": "g1", "seq": 1})
-            for _ in range(100):
-                if last.events and first.events:
-                    break
-                await asyncio.sleep(0.01)
+            await wait_for_async(lambda: last.events and first.events)
         for follower in (first, broken, last):
             await fanout.unfollow("g1", follower)
         return first.events, last.events, fanout
@@ -120,10 +123,7 @@ def test_a_group_followed_again_while_it_is_let_go_stays_followed():
         # The last follower leaves, and another comes while the process's membership is being given up.
         await asyncio.gather(fanout.unfollow("g1", leaving), fanout.follow("g1", coming))
         await layer.group_send("grp.g1", {"type": "chat.message", "group_id": "g1", "seq": 1})
-        for _ in range(100):
-            if coming.events:
-                break
-            await asyncio.sleep(0.01)
+        await wait_for_async(lambda: coming.events)
         subscribed = set(fanout.subscribed)
         await fanout.unfollow("g1", coming)
         return leaving.events, coming.events, subscribed
@@ -145,8 +145,8 @@ class LayerFailingOnce(InMemoryChannelLayer):
         return await super().receive(channel)
 
 
-def test_a_failing_receive_does_not_end_the_processs_pushes(caplog, monkeypatch):
-    monkeypatch.setattr(fanout_module, "RECEIVE_RETRY", 0.01)
+def test_a_failing_receive_does_not_end_the_processs_pushes(caplog, settings):
+    settings.WS_FANOUT_RECEIVE_RETRY = 0.01
 
     async def scenario():
         fanout = GroupFanout(LayerFailingOnce())
@@ -154,10 +154,7 @@ def test_a_failing_receive_does_not_end_the_processs_pushes(caplog, monkeypatch)
         await fanout.follow("g1", follower)
         with caplog.at_level(logging.ERROR, logger="chat.fanout"):
             await fanout.layer.group_send("grp.g1", {"type": "chat.message", "group_id": "g1", "seq": 1})
-            for _ in range(100):
-                if follower.events:
-                    break
-                await asyncio.sleep(0.01)
+            await wait_for_async(lambda: follower.events)
         await fanout.unfollow("g1", follower)
         return follower.events
 

@@ -3,6 +3,7 @@
 Absence cannot be observed, only bounded: wait for the last thing that should happen, then watch for a short,
 named grace period during which whatever must not happen would have shown up, failing at the moment it does."""
 import asyncio
+import inspect
 import time
 
 ABSENCE_GRACE = 0.5  # seconds: in-process work (a thread-pool AI task, a push) that was wrongly started shows by then
@@ -18,6 +19,20 @@ def wait_for(predicate, timeout: float = 10.0):
         if value:
             return value
         time.sleep(POLL)
+    raise AssertionError("condition not met in time")
+
+
+async def wait_for_async(predicate, timeout: float = 10.0):
+    """`wait_for` for a scenario's event loop, the loop running meanwhile; `predicate()` may be awaitable."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(POLL / 2)
     raise AssertionError("condition not met in time")
 
 
