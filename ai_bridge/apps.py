@@ -10,4 +10,4 @@ class AiBridgeConfig(AppConfig):
         from chat.services import orm_path_for
 
         metrics.collector_register()
-        orm_path_for(signals.forwarded)  # its record is opened in the message's transaction
+        orm_path_for(signals.forwarded, reads=("ai_mode",))  # its record is opened in the message's transaction

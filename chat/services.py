@@ -9,14 +9,14 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections,
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from chat import realtime
+from chat import realtime, sendhints
 from chat.models import CLIENT_MSG_ID_MAX, Message, MsgType
 from groups import permissions
-from groups.models import ChatGroup
+from groups.models import ChatGroup, GroupMember
 from imserver import asyncdb
 from imserver.errors import NotFound, NotGroupMember, PayloadTooLarge, PermissionDeniedError, ValidationFailed
 from imserver.metrics import MESSAGES_SENT, SEND_PATHS
-from imserver.throttling import send_rate_check, send_rate_check_async
+from imserver.throttling import send_rate_check, send_rate_check_async, send_rate_return_async
 from users.models import Role, User
 
 # What users send from their clients; AI_REPLY and SYSTEM are the AI bridge's alone.
@@ -134,12 +134,17 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
 # Tests `(group, sender's in-group role, msg_type)` of apps whose post_save receivers act on some messages inside
 # the message's transaction (orm_path_for); the direct path leaves those messages to the ORM path.
 _ORM_PATH_TESTS: list[Callable[[ChatGroup, str, str], bool]] = []
+# The group columns those tests read: the direct path's statement checks they still hold what it tested.
+_ORM_PATH_COLUMNS: list[str] = []
 
 
-def orm_path_for(test: Callable[[ChatGroup, str, str], bool]) -> None:
+def orm_path_for(test: Callable[[ChatGroup, str, str], bool], *, reads: tuple[str, ...]) -> None:
     """Have the messages for which `test(group, from_role, msg_type)` holds stored through the ORM, pre_save and
-    post_save sent inside the transaction (call it from an AppConfig.ready())."""
+    post_save sent inside the transaction (call it from an AppConfig.ready()). `reads` names the group's fields
+    the test reads."""
     _ORM_PATH_TESTS.append(test)
+    _ORM_PATH_COLUMNS.extend(ChatGroup._meta.get_field(name).column for name in reads
+                             if ChatGroup._meta.get_field(name).column not in _ORM_PATH_COLUMNS)
 
 
 async def message_send_direct(*, sender: User, group_id: str, content, msg_type: str = MsgType.TEXT,
@@ -150,31 +155,40 @@ async def message_send_direct(*, sender: User, group_id: str, content, msg_type:
     None when the message is for the ORM path (message_send, in a thread): no direct path here
     (imserver.asyncdb.available), a repeat or a lost race to look up, or an app that wants its post_save inside
     the transaction (orm_path_for); nothing has been stored then. The signals are not sent for the messages
-    stored here: no receiver acts on them. Raises what message_send raises."""
+    stored here: no receiver acts on them. The group and the sender's role may come from this process's hint
+    (chat.sendhints), which the statement checks as it stores; the message's group is then the hint's, current
+    in its ids only. Raises what message_send raises."""
     if not asyncdb.available():
         return None
+    hint = sendhints.hint_get(group_id, sender.pk)
     async with asyncdb.connection() as conn:  # one checkout for both statements
-        group, role = await permissions.agroup_with_role(group_id, sender, conn)
+        if hint is None:
+            group, role = await permissions.agroup_with_role(group_id, sender, conn)
+        else:
+            group, role = hint
         member_role, content, client_msg_id = message_validate(
             sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via,
             sender_role=role)
+        if hint is None:
+            sendhints.hint_keep(group_id, sender.pk, group, member_role)
         if any(test(group, member_role, msg_type) for test in _ORM_PATH_TESTS):
+            if hint is not None:  # read again next time: what the test read may have changed since
+                sendhints.hint_drop(group_id, sender.pk)
             return None
-        await send_rate_check_async(sender)
+        counted_at = await send_rate_check_async(sender)
         message = Message(group=group, sender=sender, from_role=member_role, msg_type=msg_type, content=content,
                           client_msg_id=client_msg_id, created_at=timezone.now())
-        lift_pause = member_role == Role.DOCTOR
         try:
-            row = await asyncdb.fetchone(*_send_statement(message, lift_pause=lift_pause), conn)
+            row = await asyncdb.fetchone(*_send_statement(message, lift_pause=member_role == Role.DOCTOR,
+                                                          still=group), conn)
         except IntegrityError:  # a twin with the same client_msg_id committed first: the ORM path finds it
             row = None
-    if row is None:
+    if row is None:  # a repeat, a lost race, or what was read of the group or the sender no longer holds
+        sendhints.hint_drop(group_id, sender.pk)
+        await send_rate_return_async(sender, counted_at)  # the ORM path counts it
         return None
     message.pk, message.seq = row
     message._state.adding, message._state.db = False, DEFAULT_DB_ALIAS
-    group.last_seq = message.seq
-    if lift_pause:
-        group.ai_paused = False
     _stored(message, via, "direct")
     return message, True
 
@@ -191,6 +205,8 @@ _INSERT = (f" RETURNING last_seq) INSERT INTO {Message._meta.db_table} ({', '.jo
            f" SELECT {', '.join(['%s'] * len(_INSERTED))}, last_seq FROM bump RETURNING id, seq")
 _NOT_STORED_YET = (f" AND NOT EXISTS (SELECT 1 FROM {Message._meta.db_table}"
                    " WHERE group_id = %s AND sender_id = %s AND client_msg_id = %s)")
+_STILL_MEMBER = (f" AND EXISTS (SELECT 1 FROM {GroupMember._meta.db_table}"
+                 " WHERE group_id = %s AND user_id = %s AND user_role = %s)")
 
 
 def _store(message: Message, *, lift_pause: bool) -> None:
@@ -218,19 +234,25 @@ def _bump_and_insert(message: Message, *, lift_pause: bool) -> None:
     message.pk, message.seq = row
 
 
-def _send_statement(message: Message, *, lift_pause: bool) -> tuple[str, list]:
+def _send_statement(message: Message, *, lift_pause: bool, still: ChatGroup | None = None) -> tuple[str, list]:
     """The one statement that bumps the group's last_seq and stores the message (PostgreSQL): `(id, seq)`, or no
-    row when the group is gone or the sender stored this client_msg_id before."""
+    row when the group is gone or the sender stored this client_msg_id before. With `still`, the group as the
+    caller read it, also no row unless the sender still is a member with the message's from_role and the group's
+    columns the ORM-path tests read still hold their values there."""
     pause = ", ai_paused = FALSE" if lift_pause else ""
     params: list = [message.group_id]
-    repeat = ""
+    checks = ""
+    if still is not None:
+        checks = _STILL_MEMBER + "".join(f" AND {column} = %s" for column in _ORM_PATH_COLUMNS)
+        params += [message.group_id, message.sender_id, message.from_role]
+        params += [getattr(still, ChatGroup._meta.get_field(column).attname) for column in _ORM_PATH_COLUMNS]
     if message.client_msg_id is not None:  # a repeat bumps nothing and stores nothing
-        repeat = _NOT_STORED_YET
+        checks += _NOT_STORED_YET
         params += [message.group_id, message.sender_id, message.client_msg_id]
     db = connections[DEFAULT_DB_ALIAS]  # for the fields' conversions only (encryption of the content)
     params += [f.get_db_prep_save(getattr(message, f.attname), db) for f in _INSERTED]
     return (f"WITH bump AS (UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1{pause}"
-            f" WHERE id = %s{repeat}{_INSERT}"), params
+            f" WHERE id = %s{checks}{_INSERT}"), params
 
 
 def _gone_or_repeat(group: ChatGroup, sender: User, client_msg_id: str | None):

@@ -170,6 +170,9 @@ else:
 # A client's send on the server's event loop, its statements on an async pool of each server process's own
 # (imserver.asyncdb, chat.gate): PostgreSQL with Redis only; off, every send goes through Django's request cycle.
 SEND_DIRECT = env.bool("SEND_DIRECT", default=True)
+# (group, sender) pairs whose group and in-group role that path keeps per process between a sender's sends
+# (chat.sendhints: checked by the send statement itself, never trusted); the oldest go first; 0: none kept.
+SEND_HINTS_MAX = env.int("SEND_HINTS_MAX", default=20000)
 # Connections kept open while idle, and the most one server process opens, in that pool.
 DB_ASYNC_POOL_MIN_SIZE = env.int("DB_ASYNC_POOL_MIN_SIZE", default=2)
 DB_ASYNC_POOL_MAX_SIZE = env.int("DB_ASYNC_POOL_MAX_SIZE", default=10)

@@ -85,17 +85,23 @@ def _wait(allowed, oldest, now: float, duration: int) -> float | None:
 _async_clients: dict[tuple[int, asyncio.AbstractEventLoop], redis.asyncio.Redis] = {}
 
 
-async def rate_hit_async(key: str, rate: str) -> float | None:
-    """rate_hit from the server's event loop, on the same counters (the Redis cache only: imserver.asyncdb)."""
-    limit, duration = parse_rate(rate)
-    full_key = caches["default"].make_and_validate_key(f"throttle_{key}_log")
-    now = time.time()
+def _async_client() -> redis.asyncio.Redis:
     loop_key = (os.getpid(), asyncio.get_running_loop())
     client = _async_clients.get(loop_key)
     if client is None:
         client = _async_clients[loop_key] = redis.asyncio.Redis(connection_pool=redis_connection_pool(
             settings.REDIS_URL, asynchronous=True, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
             socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT))
+    return client
+
+
+async def rate_hit_async(key: str, rate: str, now: float | None = None) -> float | None:
+    """rate_hit from the server's event loop, on the same counters (the Redis cache only: imserver.asyncdb); `now`
+    is the time the event is recorded under (rate_unhit_async)."""
+    limit, duration = parse_rate(rate)
+    full_key = caches["default"].make_and_validate_key(f"throttle_{key}_log")
+    now = time.time() if now is None else now
+    client = _async_client()
     args = (1, full_key, repr(now), duration, limit)
     try:
         try:
@@ -106,6 +112,15 @@ async def rate_hit_async(key: str, rate: str) -> float | None:
         logger.warning("rate not checked: %s", exc.__class__.__name__)
         return None
     return _wait(allowed, oldest, now, duration)
+
+
+async def rate_unhit_async(key: str, at: float) -> None:
+    """Take back the event rate_hit_async recorded at `at`: it did not happen after all."""
+    full_key = caches["default"].make_and_validate_key(f"throttle_{key}_log")
+    try:
+        await _async_client().lrem(full_key, 1, repr(at))
+    except RedisError as exc:
+        logger.warning("rate not taken back: %s", exc.__class__.__name__)
 
 
 def _send_refusal(wait: float | None) -> None:
@@ -119,9 +134,16 @@ def send_rate_check(user) -> None:
     _send_refusal(rate_hit(f"message_send_{user.pk}", settings.IM_SEND_RATE))
 
 
-async def send_rate_check_async(user) -> None:
-    """send_rate_check from the server's event loop."""
-    _send_refusal(await rate_hit_async(f"message_send_{user.pk}", settings.IM_SEND_RATE))
+async def send_rate_check_async(user) -> float:
+    """send_rate_check from the server's event loop; the time the send was counted at (send_rate_return_async)."""
+    now = time.time()
+    _send_refusal(await rate_hit_async(f"message_send_{user.pk}", settings.IM_SEND_RATE, now))
+    return now
+
+
+async def send_rate_return_async(user, counted_at: float) -> None:
+    """Take back a send counted by send_rate_check_async that was not stored: the path that stores it counts it."""
+    await rate_unhit_async(f"message_send_{user.pk}", counted_at)
 
 
 class LoginRateThrottle(BaseThrottle):
