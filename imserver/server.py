@@ -1,35 +1,29 @@
-"""The server launcher: daphne, with slow WebSocket readers closed (4008), a graceful SIGTERM (1012 closes, in-flight
-requests finished, an exit within WS_SHUTDOWN_GRACE + EXIT_MARGIN) and a JSON access log. Run it as daphne:
-`python -m imserver.server [daphne's arguments] imserver.asgi:application`.
+"""The server launcher: `python -m imserver.server [daphne's flags] imserver.asgi:application`.
 
-Every override of daphne, autobahn or Twisted internals lives here; tests/deploy/test_server_overrides.py fails when an
-upgrade changes what they touch."""
-from daphne import server as daphne_server  # isort:skip - installs Twisted's asyncio reactor before anything else
+It serves with the ASGI server that the ASGI_SERVER setting names, each with the same flags and the same behaviour
+around the application:
+- slow WebSocket readers are closed with 4008 once WS_MAX_QUEUED_BYTES of pushes wait for them;
+- SIGTERM stops listening, closes WebSockets with 1012, lets the HTTP requests in flight finish (their connections
+  close after the response), cancels the send statements still running after WS_SHUTDOWN_GRACE, and exits within
+  WS_SHUTDOWN_GRACE + EXIT_MARGIN;
+- one JSON access line per HTTP request and per WebSocket event, paths without their query string.
 
+daphne (imserver.server_daphne) is the design's server and what `make run` serves; uvicorn (imserver.server_uvicorn,
+with uvloop and httptools) costs less CPU per request and is the production launcher's. What both share is here."""
 import ctypes
 import logging
 import os
 import sys
 import threading
-from collections import deque
-
-from daphne.cli import CommandLineInterface as DaphneCommandLineInterface
-from daphne.http_protocol import WebRequest
-from daphne.ws_protocol import WebSocketProtocol
-from django.conf import settings
-from django.db import connections
-from twisted.internet import defer, interfaces, reactor, task
-from zope.interface import implementer
-
-from imserver import asyncdb
+import time
 
 logger = logging.getLogger("imserver.server")  # not __main__ when run with -m
 access_logger = logging.getLogger("imserver.access")
 
 SLOW_READER = 4008  # API.md: the client reads too slowly
 RESTARTING = 1012  # API.md: server restarting
-# Seconds past WS_SHUTDOWN_GRACE that daphne's own teardown (cancelling what is left, closing the pools) may take
-# before the process leaves anyway: so a stopping server is gone within WS_SHUTDOWN_GRACE + EXIT_MARGIN.
+# Seconds past WS_SHUTDOWN_GRACE that the server's own teardown (cancelling what is left, closing the pools) may
+# take before the process leaves anyway: so a stopping server is gone within WS_SHUTDOWN_GRACE + EXIT_MARGIN.
 EXIT_MARGIN = 2.0
 # Of that margin, how long the sends whose statements were cancelled at the bound have to answer their 503.
 CANCELLED_ANSWER = 0.5
@@ -40,238 +34,94 @@ CANCELLED_ANSWER = 0.5
 _malloc_trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
 
 
-@implementer(interfaces.IPushProducer)
-class FlowControlledWebSocketProtocol(WebSocketProtocol):
-    """daphne's WebSocket protocol as the streaming producer of its transport: while the transport's buffer is
-    full, outgoing messages wait here, and past WS_MAX_QUEUED_BYTES the connection is closed with 4008.
-
-    Without it Twisted buffers every push to a client that never reads, for as long as it stays connected (73 such
-    sockets and 600 pushes took daphne from 175 to 263 MB resident, never given back; 8 sockets and 930 pushes of
-    3,000 characters: 117 to 136 MB and growing). With it each holds at most WS_MAX_QUEUED_BYTES plus the
-    transport's 64 KiB until autobahn's closing-handshake timeout drops it (the same 8: peak 129 MB, 121 MB after
-    the closes, where a run without slow readers ends too)."""
-
-    paused = False
-    closed_slow = False
-
-    def connectionMade(self):
-        """autobahn's, with this protocol as the transport's producer."""
-        self.held: deque[tuple[bytes, tuple, dict]] = deque()
-        self.held_bytes = 0
-        self.max_held_bytes = settings.WS_MAX_QUEUED_BYTES
-        # daphne hands over the transport of the HTTP connection it upgrades, and twisted.web's HTTPChannel
-        # registered itself as that transport's producer; a transport takes one (a second raises RuntimeError),
-        # so the channel gives way to us. Unregistering none is a no-op.
-        self.transport.unregisterProducer()
-        self.transport.registerProducer(self, True)
-        super().connectionMade()
-
-    def connectionLost(self, reason):
-        """autobahn's, then what is held is dropped and a slow reader's backlog goes back to the system."""
-        super().connectionLost(reason)
-        # Not left to stopProducing: autobahn unregisters us before it drops a connection.
-        self._drop_held()
-        if self.closed_slow and _malloc_trim is not None:
-            _malloc_trim(0)
-
-    def pauseProducing(self):
-        """The transport's buffer passed its bufferSize: hold outgoing messages from now on."""
-        self.paused = True
-
-    def resumeProducing(self):
-        """The transport's buffer has drained: send what is held, in order, until it fills again."""
-        self.paused = False
-        while self.held and not self.paused and self.state == self.STATE_OPEN:
-            payload, args, kwargs = self.held.popleft()
-            self.held_bytes -= len(payload)
-            super().sendMessage(payload, *args, **kwargs)
-
-    def stopProducing(self):
-        """The connection is gone: nothing held will ever leave."""
-        self._drop_held()
-
-    def sendMessage(self, payload, *args, **kwargs):
-        """autobahn's sendMessage (daphne's serverSend calls it), holding whole messages while paused."""
-        # Closing (4008, 1012 or the client's close): autobahn would raise Disconnected into the consumer, whose
-        # pushes keep coming until its websocket.disconnect, and a consumer that raises never gets that.
-        if self.state != self.STATE_OPEN:
-            return
-        if not self.paused and not self.held:
-            return super().sendMessage(payload, *args, **kwargs)
-        self.held.append((payload, args, kwargs))
-        self.held_bytes += len(payload)
-        if self.held_bytes > self.max_held_bytes:
-            logger.warning("WebSocket client reads too slowly: closed with 4008",
-                           extra={"client": self._client(), "held_bytes": self.held_bytes})
-            self.closed_slow = True
-            self.close_with(SLOW_READER)
-
-    def close_with(self, code: int):
-        """Drop what is held and start the closing handshake with `code`; a peer that does not answer is
-        dropped after autobahn's closeHandshakeTimeout, which frees the transport's buffer too."""
-        self._drop_held()
-        if self.state == self.STATE_OPEN:
-            # sendCloseFrame, not sendClose: autobahn's sendClose refuses 1012 (1000 and 3000-4999 only);
-            # daphne itself closes with 1011 this way.
-            self.sendCloseFrame(code=code)
-
-    def _drop_held(self):
-        self.held.clear()
-        self.held_bytes = 0
-
-    def _client(self):
-        return f"{self.client_addr[0]}:{self.client_addr[1]}" if self.client_addr else None
+def give_memory_back() -> None:
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
-class AccessLog:
-    """daphne's action logger, as records of the `imserver.access` logger: JSON lines like every other log."""
-
-    def __init__(self, stream=None):
-        if stream is not None and stream is not sys.stdout:
-            # --access-log FILE: the same lines into that file, formatted as the console's are.
-            handler = logging.StreamHandler(stream)
-            for console in logging.getLogger().handlers[:1]:
-                handler.setFormatter(console.formatter)
-                handler.filters = list(console.filters)
-            access_logger.addHandler(handler)
-            access_logger.propagate = False
-
-    def __call__(self, protocol, action, details):
-        """One line per HTTP request and per WebSocket event; paths lose their query string, which carries tokens."""
-        path = str(details.get("path") or "").split("?", 1)[0]
-        if protocol == "http" and action == "complete":
-            access_logger.info("%s %s %s", details["method"], path, details["status"], extra={
-                "method": details["method"], "path": path, "status": details["status"],
-                "duration_ms": round(details["time_taken"] * 1000, 1), "size": details["size"],
-                "client": details["client"]})
-        elif protocol == "websocket":
-            access_logger.info("WebSocket %s %s", action, path, extra={
-                "method": "WEBSOCKET", "event": action, "path": path, "client": details["client"]})
+def log_http(method: str, path: str, status: int, seconds: float, size: int, client: str | None) -> None:
+    """The access line of one HTTP request; the path loses its query string, which may carry a token."""
+    path = path.split("?", 1)[0]
+    access_logger.info("%s %s %s", method, path, status, extra={
+        "method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 1), "size": size,
+        "client": client})
 
 
-class Server(daphne_server.Server):
-    """daphne's Server with the protocol above, JSON access lines, and a graceful shutdown: it stops listening,
-    closes WebSockets with 1012, lets in-flight HTTP requests finish (their connections close after the response)
-    and waits for both at most WS_SHUTDOWN_GRACE seconds, then cancels the send statements still running in
-    PostgreSQL; the process is gone EXIT_MARGIN seconds later at most."""
-
-    draining = False
-
-    def __init__(self, *args, action_logger=None, ready_callable=None, **kwargs):
-        # daphne's command line passes an AccessLogGenerator (NCSA text on a stream) when there is an access log.
-        if action_logger is not None:
-            action_logger = AccessLog(getattr(action_logger, "stream", None))
-        super().__init__(*args, action_logger=action_logger, ready_callable=self._ready, **kwargs)
-        self.then_ready = ready_callable
-        self.ports = []
-
-    def _ready(self):
-        # run() calls this once its factories exist and before the reactor runs: where our protocol goes in.
-        self.ws_factory.protocol = FlowControlledWebSocketProtocol
-        # From verbosity 2 on, Twisted's own access line (full URI: the query string and its token) reaches the
-        # log too; the JSON line of AccessLog replaces it.
-        self.http_factory.log = lambda request: None
-        if self.then_ready is not None:
-            self.then_ready()
-
-    def listen_success(self, port):
-        """daphne keeps the addresses only; shutdown needs the listening ports themselves."""
-        self.ports.append(port)
-        return super().listen_success(port)
-
-    async def handle_reply(self, protocol, message):
-        """daphne's; while draining, each HTTP response also closes its keep-alive connection, so that the client
-        sends its next request to another server instead of to this one, about to exit."""
-        if self.draining and message["type"] == "http.response.start" and isinstance(protocol, WebRequest):
-            if protocol.channel is not None:
-                protocol.channel.persistent = False  # Twisted closes the connection once this response is done
-            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-        return await super().handle_reply(protocol, message)
-
-    def kill_all_applications(self):
-        """daphne's before-shutdown trigger (Twisted waits for the Deferred), preceded by the drain."""
-        return defer.Deferred.fromCoroutine(self._shut_down())
-
-    async def _shut_down(self):
-        self.draining = True
-        # Whatever hangs from here on (a request thread waiting for this stopped event loop would keep the
-        # interpreter from exiting for ever: seen under load), the process leaves at the bound.
-        watchdog = threading.Timer(settings.WS_SHUTDOWN_GRACE + EXIT_MARGIN, exit_now, kwargs={"code": 1})
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            await defer.DeferredList([defer.maybeDeferred(port.stopListening) for port in self.ports])
-            sockets = [protocol for protocol in list(self.connections)
-                       if isinstance(protocol, FlowControlledWebSocketProtocol)
-                       and protocol.state == protocol.STATE_OPEN]
-            logger.info("Shutting down: stopped listening, closing %d WebSocket connections with 1012, "
-                        "finishing %d HTTP requests", len(sockets), len(self._requests_in_flight()))
-            for protocol in sockets:
-                protocol.close_with(RESTARTING)
-            # The close frames must leave before Twisted's shutdown tears the transports down, consumers get their
-            # websocket.disconnect (leaving groups, releasing slots), and requests being served finish, before
-            # daphne cancels what is left.
-            deadline = reactor.seconds() + settings.WS_SHUTDOWN_GRACE
-            while reactor.seconds() < deadline and not (
-                    all(self._finished(protocol) for protocol in sockets) and not self._requests_in_flight()):
-                await task.deferLater(reactor, 0.05)
-            left = self._requests_in_flight()
-            if left:
-                logger.warning("Shutting down: %d HTTP requests still running after %.1f s are cancelled",
-                               len(left), settings.WS_SHUTDOWN_GRACE)
-            if asyncdb.cancel_running():  # those sends answer 503, storing nothing; then the rest is cut off
-                deadline = reactor.seconds() + CANCELLED_ANSWER
-                while reactor.seconds() < deadline and self._requests_in_flight():
-                    await task.deferLater(reactor, 0.02)
-        finally:
-            # daphne's kill_all_applications reads every entry's application_instance, which the request that
-            # upgraded to a WebSocket never has: within a second of an upgrade it raised KeyError and cancelled
-            # nothing. Such entries are finished; daphne's application_checker drops them the same way.
-            for protocol, details in list(self.connections.items()):
-                if "disconnected" in details and "application_instance" not in details:
-                    del self.connections[protocol]
-            await super().kill_all_applications()
-
-    def _requests_in_flight(self) -> list:
-        # daphne adds a WebRequest when its request arrives and marks it disconnected once the response is sent.
-        return [protocol for protocol, details in self.connections.items()
-                if isinstance(protocol, WebRequest) and "disconnected" not in details]
-
-    def _finished(self, protocol) -> bool:
-        details = self.connections.get(protocol)
-        if details is None:
-            return True
-        instance = details.get("application_instance")
-        return "disconnected" in details and (instance is None or instance.done())
+def log_websocket(event: str, path: str, client: str | None) -> None:
+    """The access line of one WebSocket event: connecting, connected, rejected or disconnected."""
+    path = path.split("?", 1)[0]
+    access_logger.info("WebSocket %s %s", event, path, extra={
+        "method": "WEBSOCKET", "event": event, "path": path, "client": client})
 
 
-def exit_now(code: int = 0) -> None:
+def start_watchdog() -> None:
+    """From SIGTERM on, whatever hangs (a request thread waiting for the stopped event loop would keep the
+    interpreter from exiting for ever: seen under load), the process leaves at WS_SHUTDOWN_GRACE + EXIT_MARGIN."""
+    from django.conf import settings
+
+    bound = settings.WS_SHUTDOWN_GRACE + EXIT_MARGIN
+    watchdog = threading.Timer(bound, exit_now, kwargs={"code": 1, "bound": bound})
+    watchdog.daemon = True
+    watchdog.start()
+
+
+def log_draining(websockets: int, requests: int) -> None:
+    logger.info("Shutting down: stopped listening, closing %d WebSocket connections with 1012, finishing %d HTTP "
+                "requests", websockets, requests)
+
+
+async def drain(done, in_flight, sleep) -> None:
+    """Wait at most WS_SHUTDOWN_GRACE seconds until `done()`; then the send statements still running in PostgreSQL
+    are cancelled, and the requests waiting for them (`in_flight()`) get CANCELLED_ANSWER seconds to answer their
+    503, storing nothing; the rest is cut off. `sleep` is the server's own (Twisted's or asyncio's)."""
+    from django.conf import settings
+
+    from imserver import asyncdb
+
+    deadline = time.monotonic() + settings.WS_SHUTDOWN_GRACE
+    while time.monotonic() < deadline and not done():
+        await sleep(0.05)
+    left = in_flight()
+    if left:
+        logger.warning("Shutting down: %d HTTP requests still running after %.1f s are cancelled", len(left),
+                       settings.WS_SHUTDOWN_GRACE)
+    if asyncdb.cancel_running():
+        deadline = time.monotonic() + CANCELLED_ANSWER
+        while time.monotonic() < deadline and in_flight():
+            await sleep(0.02)
+
+
+def close_pools() -> None:
+    """The database pools are per process, not per thread: PostgreSQL sees each connection end cleanly."""
+    from django.db import connections
+
+    for connection in connections.all():
+        if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
+            connection.close_pool()
+
+
+def exit_now(code: int = 0, bound: float | None = None) -> None:
     """Leave the process without joining its threads: after the drain, a thread still running a request's sync code
     holds nothing that outlives the process (its transaction rolls back, its client retries elsewhere), and the
     event loop's statements still running were cancelled (asyncdb.cancel_running)."""
     if code:
-        logger.warning("Shutting down: not stopped within %.1f s; exiting now",
-                       settings.WS_SHUTDOWN_GRACE + EXIT_MARGIN)
+        logger.warning("Shutting down: not stopped within %.1f s; exiting now", bound or 0)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-class CommandLineInterface(DaphneCommandLineInterface):
-    """daphne's command line, every flag as is, starting the Server above."""
-
-    server_class = Server
-
-
 def main():
-    """Serve until SIGTERM or SIGINT, then close the database pools and exit (see exit_now)."""
-    CommandLineInterface.entrypoint()
-    # The pools are per process, not per thread: PostgreSQL sees each connection end cleanly.
-    for connection in connections.all():
-        if connection.vendor == "postgresql" and connection.settings_dict["OPTIONS"].get("pool"):
-            connection.close_pool()
-    exit_now()
+    from django.conf import settings
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
+    if settings.ASGI_SERVER == "uvicorn":
+        from imserver import server_uvicorn as engine
+    else:
+        # Imported before anything else of Twisted: it installs Twisted's asyncio reactor.
+        from imserver import server_daphne as engine
+    engine.main()
 
 
 if __name__ == "__main__":

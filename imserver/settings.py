@@ -103,6 +103,11 @@ MIDDLEWARE = [
 ROOT_URLCONF = "imserver.urls"
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "imserver.asgi.application"
+# The ASGI server `python -m imserver.server` runs (imserver/server.py): daphne, the design's server and what
+# `make run` serves, or uvicorn (uvloop, httptools), which the production launcher runs: less CPU per request.
+ASGI_SERVER = env.str("ASGI_SERVER", default="daphne")
+if ASGI_SERVER not in ("daphne", "uvicorn"):
+    raise ImproperlyConfigured(f"ASGI_SERVER must be daphne or uvicorn, not {ASGI_SERVER!r}")
 # Threads a server process keeps for the sync code of HTTP requests (one runs one request at a time), so that
 # a request need not start one; more requests at once still get their own.
 ASGI_IDLE_THREADS = env.int("ASGI_IDLE_THREADS", default=32)
@@ -450,11 +455,15 @@ WS_MAX_CONNECTIONS_PER_USER = env.int("WS_MAX_CONNECTIONS_PER_USER", default=20)
 # Seconds a connection's slot outlives its process when that dies without closing it (slots are renewed
 # while the connection lives, every third of this).
 WS_CONNECTION_SLOT_TTL = env.int("WS_CONNECTION_SLOT_TTL", default=60)
-# Daphne's server pings: the interval, and how long a silent client is kept (passed by `make run`).
+# The server's pings: the interval, and how long a silent client is kept (passed by `make run`).
 WS_PING_INTERVAL = env.int("WS_PING_INTERVAL", default=20)
 WS_PING_TIMEOUT = env.int("WS_PING_TIMEOUT", default=30)
-# Bytes of pushes a connection holds while its client reads too slowly; past it, closed with 4008 (imserver.server).
+# Bytes of pushes a connection holds while its client reads too slowly; past it, closed with 4008 (imserver/server.py).
 WS_MAX_QUEUED_BYTES = env.int("WS_MAX_QUEUED_BYTES", default=1024 * 1024)
+# Seconds a client closed by the server (4008, 1012) has to take the close frame before it is dropped.
+WS_CLOSE_TIMEOUT = env.float("WS_CLOSE_TIMEOUT", default=1.0)
+# Seconds an idle kept-alive HTTP connection stays open (uvicorn's engine; daphne's keeps it until the client goes).
+HTTP_KEEPALIVE_TIMEOUT = env.int("HTTP_KEEPALIVE_TIMEOUT", default=75)
 # Seconds a stopping server (SIGTERM) waits for its WebSockets, closed with 1012, before it exits anyway.
 WS_SHUTDOWN_GRACE = env.float("WS_SHUTDOWN_GRACE", default=5.0)
 

@@ -10,7 +10,7 @@ import pytest
 
 from imserver.server import EXIT_MARGIN
 from tests.support.api import access_token
-from tests.support.live import assert_all_received, assert_stored_once, needs_real_services
+from tests.support.live import ENGINES, assert_all_received, assert_stored_once, needs_real_services
 from tests.support.teams import UNTHROTTLED_ENV, care_team, send_until_stored
 from tests.support.wsclient import Client, stay_connected
 
@@ -21,10 +21,12 @@ SENDERS = 6
 MACHINE_SLACK = 1.0  # seconds for the shared machine to reap a process it was told has exited
 
 
-def test_restarting_every_server_in_turn_loses_and_doubles_nothing(start_production_server, start_nginx, make_user):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_restarting_every_server_in_turn_loses_and_doubles_nothing(start_production_server, start_nginx, make_user,
+                                                                   engine):
     doctor, patients, group = care_team(make_user, 5)
     env = {**UNTHROTTLED_ENV, "WS_SHUTDOWN_GRACE": GRACE}
-    servers = [start_production_server(name, **env) for name in ("a", "b")]
+    servers = [start_production_server(name, engine, **env) for name in ("a", "b")]
     nginx = start_nginx(servers)
     senders = [doctor, *patients[:SENDERS - 1]]
     told: list[dict] = []

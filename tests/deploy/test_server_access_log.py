@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from tests.support.live import needs_shared_database
+from tests.support.live import ENGINES, needs_shared_database
 from tests.support.wsclient import Client
 from users.models import Role
 from users.services import user_tokens
@@ -14,10 +14,11 @@ from users.services import user_tokens
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_shared_database()]
 
 
-def test_access_lines_are_json_without_tokens(start_server, make_user):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_access_lines_are_json_without_tokens(start_server, make_user, engine):
     patient = make_user(Role.PATIENT)
     token = user_tokens(user=patient)["access"]
-    server = start_server("server")
+    server = start_server("server", engine)
 
     async def scenario():
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:

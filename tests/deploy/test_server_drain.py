@@ -18,7 +18,7 @@ from groups.services import group_create, member_add
 from imserver.server import EXIT_MARGIN
 from tests.support import live
 from tests.support.api import access_token
-from tests.support.live import assert_all_received, assert_stored_once, needs_real_services
+from tests.support.live import ENGINES, assert_all_received, assert_stored_once, needs_real_services
 from tests.support.wsclient import Client
 from users.models import Role
 
@@ -70,9 +70,10 @@ async def _load(server, token, group_id, told, outcomes, term_at):
             i += 1
 
 
-def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(start_server, make_user):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(start_server, make_user, engine):
     doctor, patient, group = _team(make_user)
-    server = start_server("loaded", WS_SHUTDOWN_GRACE=GRACE, IM_SEND_RATE="100000/min")
+    server = start_server("loaded", engine, WS_SHUTDOWN_GRACE=GRACE, IM_SEND_RATE="100000/min")
     token = access_token(doctor)
     told, outcomes, term_at = [], [], [None]
 
@@ -105,9 +106,10 @@ def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(st
     assert_stored_once(told)
 
 
-def test_requests_stuck_past_the_grace_do_not_keep_the_process_alive(start_server, make_user):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_requests_stuck_past_the_grace_do_not_keep_the_process_alive(start_server, make_user, engine):
     doctor, patient, group = _team(make_user)
-    server = start_server("stuck", WS_SHUTDOWN_GRACE=GRACE, IM_SEND_RATE="100000/min")
+    server = start_server("stuck", engine, WS_SHUTDOWN_GRACE=GRACE, IM_SEND_RATE="100000/min")
     token = access_token(doctor)
     headers = {"Authorization": f"Bearer {token}"}
     stored = [httpx.post(f"{server.url}/api/message/send", json={"group_id": group.group_id, "content": f"before {i}"},
@@ -141,7 +143,7 @@ def test_requests_stuck_past_the_grace_do_not_keep_the_process_alive(start_serve
     # try; the others were cut off.
     assert told == [] and {o[0] for o in outcomes} <= {503, "RemoteProtocolError", "ReadError", "refused"}, outcomes
     assert_stored_once(stored)
-    successor = start_server("successor")
+    successor = start_server("successor", engine)
 
     async def check():
         watcher = Client("patient", patient.user_id, access_token(patient))

@@ -1,4 +1,4 @@
-"""What imserver/server.py relies on in daphne, autobahn and Twisted is still there, with the expected shape.
+"""What imserver/server_daphne.py relies on in daphne, autobahn and Twisted is still there, with the expected shape.
 
 A failure here after an upgrade means: read the new version of the named method, then fix the launcher."""
 import inspect
@@ -16,8 +16,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.web import http
 
-import imserver.server
-from imserver.server import FlowControlledWebSocketProtocol
+import imserver.server_daphne
+from imserver.server_daphne import FlowControlledWebSocketProtocol
 
 
 def source(function) -> str:
@@ -35,7 +35,7 @@ def test_daphne_cli_builds_server_class_with_an_access_logger():
     assert "action_logger=" in run
     stream = object()
     assert AccessLogGenerator(stream).stream is stream
-    assert imserver.server.CommandLineInterface.server_class is imserver.server.Server
+    assert imserver.server_daphne.CommandLineInterface.server_class is imserver.server_daphne.Server
 
 
 def test_daphne_server_hooks():
@@ -147,3 +147,59 @@ def test_twisted_transport_flow_control():
     assert producer.calls == ["pause", "resume"]
     transport.connectionLost(Failure(ConnectionError()))
     assert producer.calls == ["pause", "resume", "stop"]
+
+
+# --- uvicorn (imserver/server_uvicorn.py) ---------------------------------------------------------------------------
+
+
+def test_uvicorn_server_hooks():
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    # Our shutdown replaces uvicorn's, which serving awaits after its main loop; the signals it captured are
+    # raised again when serving ends unless the list is emptied.
+    assert ordered(source(uvicorn.Server._serve), "await self.main_loop()", "await self.shutdown(sockets=sockets)")
+    assert "signal.raise_signal(captured_signal)" in source(uvicorn.Server.capture_signals)
+    assert "self._captured_signals.append(sig)" in source(uvicorn.Server.handle_exit)
+    assert "self.servers" in source(uvicorn.Server.startup)
+    state = ServerState()
+    assert isinstance(state.connections, set) and isinstance(state.tasks, set)
+    # Protocol classes go in as they are; the application is loaded before serving.
+    config = source(uvicorn.Config.load)
+    assert "self.http_protocol_class = self.http" in config and "self.ws_protocol_class = self.ws" in config
+    assert "if not config.loaded:" in source(uvicorn.Server._serve)
+
+
+def test_uvicorn_httptools_protocol_paths():
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+    headers_complete = source(HttpToolsProtocol.on_headers_complete)
+    # The cycle of a request is made with the protocol's scope, and its task reads cycle.send only once it runs.
+    assert ordered(headers_complete, "self.cycle = RequestResponseCycle(", "scope=self.scope",
+                   "self.loop.create_task(self.cycle.run_asgi(app))")
+    assert "self.scope, self.receive, self.send" in source(RequestResponseCycle.run_asgi)
+    send = source(RequestResponseCycle.send)
+    assert "if not self.keep_alive:" in send and "self.transport.close()" in send
+    assert "self.response_complete = True" in send
+    # uvicorn's own shutdown, which ours replaces: it closes idle keep-alive connections at once.
+    assert "self.transport.close()" in source(HttpToolsProtocol.shutdown)
+
+
+def test_uvicorn_websocket_protocol_paths():
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.server import ServerProtocol
+
+    init = source(WebSocketsSansIOProtocol.__init__)
+    for attribute in ("self.queue", "self.handshake_initiated", "self.handshake_complete", "self.close_sent",
+                      "self.conn = ServerProtocol("):
+        assert attribute in init
+    assert '"client": self.client' in source(WebSocketsSansIOProtocol.handle_connect)
+    assert "self.loop.create_task(self.run_asgi())" in source(WebSocketsSansIOProtocol.handle_connect)
+    send = source(WebSocketsSansIOProtocol.send)
+    # Writes go straight to the transport, never waiting for the client: why the backlog is bounded here.
+    assert "self.transport.write(b\"\".join(output))" in send and "drain" not in send
+    assert '"Unexpected ASGI message' in send  # why sends after a close are dropped before uvicorn sees them
+    # No pings of its own: ours are the only ones.
+    assert "send_ping" not in inspect.getsource(inspect.getmodule(WebSocketsSansIOProtocol))
+    for method in ("send_close", "send_ping", "data_to_send"):
+        assert callable(getattr(ServerProtocol, method))

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from groups.services import group_create, member_add
-from tests.support.live import needs_shared_database
+from tests.support.live import ENGINES, needs_shared_database
 from tests.support.rawws import RawClient, close_code
 from tests.support.wsclient import Client
 from users.models import Role
@@ -46,12 +46,13 @@ def open_connections(server) -> float:
     return float(line.split()[1])
 
 
-def test_slow_readers_are_closed_with_4008_and_memory_comes_back(start_server, make_user):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_slow_readers_are_closed_with_4008_and_memory_comes_back(start_server, make_user, engine):
     doctor, fast, slow = make_user(Role.DOCTOR), make_user(Role.PATIENT), make_user(Role.PATIENT)
     group = group_create(creator=doctor, group_name="Slow readers", ai_enabled=False)
     member_add(group=group, user=fast, user_role=Role.PATIENT)
     member_add(group=group, user=slow, user_role=Role.PATIENT)
-    server = start_server("server", IM_SEND_RATE="100000/min", WS_RATE_MESSAGES="100000", METRICS_TOKEN=METRICS_TOKEN)
+    server = start_server("server", engine, IM_SEND_RATE="100000/min", WS_RATE_MESSAGES="100000", METRICS_TOKEN=METRICS_TOKEN)
     pid, slow_token, fast_token = server.proc.pid, user_tokens(user=slow)["access"], user_tokens(user=fast)["access"]
     headers = {"Authorization": f"Bearer {user_tokens(user=doctor)['access']}"}
     readers = [RawClient(server.port, slow.user_id, slow_token, rcvbuf=4096) for _ in range(SLOW_READERS)]

@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: daphne servers sharing the test database and Redis."""
+"""Real processes for end-to-end tests: servers (`python -m imserver.server`) sharing the test database and Redis."""
 import os
 import shutil
 import signal
@@ -16,6 +16,11 @@ from bench.processes import Process as Supervised
 from bench.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# The ASGI servers the launcher runs (ASGI_SERVER). The tests of the server's own behaviour (drain, 1012, 4008,
+# access log, rolling restart) run on each; the other end-to-end tests on the production launcher's, or on
+# TEST_ASGI_SERVER's.
+ENGINES = ("daphne", "uvicorn")
+ENGINE = os.environ.get("TEST_ASGI_SERVER")
 
 
 def needs_shared_database():
@@ -60,9 +65,11 @@ class Process(Supervised):
 
 
 class Server(Process):
-    """A daphne process on its own port."""
+    """A server process on its own port, serving with the ASGI server `engine` (default ENGINE)."""
 
-    def __init__(self, log_dir: Path, name: str, **env):
+    def __init__(self, log_dir: Path, name: str, engine: str | None = None, **env):
+        self.engine = engine or ENGINE or procfile_default("ASGI_SERVER")
+        env.setdefault("ASGI_SERVER", self.engine)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -137,10 +144,10 @@ def processes(tmp_path):
 
 @pytest.fixture
 def start_server(processes):
-    """Start a daphne server sharing the test database and Redis."""
+    """Start a server sharing the test database and Redis; `engine` picks its ASGI server (default ENGINE)."""
 
-    def start(name: str = "server", **env) -> Server:
-        return processes(Server(processes.log_dir, name, **env))
+    def start(name: str = "server", engine: str | None = None, **env) -> Server:
+        return processes(Server(processes.log_dir, name, engine, **env))
 
     return start
 
@@ -489,23 +496,31 @@ def procfile_command(process: str, **values) -> list[str]:
     return [sys.executable, *argv[1:]] if argv[0] == ".venv/bin/python" else argv
 
 
+def procfile_default(name: str) -> str:
+    """The value deploy/Procfile's web command gives `name` when the environment does not."""
+    line = re.search(r"(?m)^web: (.+)$", (ROOT / "deploy/Procfile").read_text()).group(1)
+    return re.search(rf"\b{name}=\$\{{{name}:-([^}}]*)\}}", line).group(1)
+
+
 class ProductionServer(Server):
     """A server started with the web command of deploy/Procfile (--proxy-headers, the WebSocket pings), as it runs
     behind nginx in production."""
 
-    def __init__(self, log_dir: Path, name: str, **env):
+    def __init__(self, log_dir: Path, name: str, engine: str | None = None, **env):
+        self.engine = engine or procfile_default("ASGI_SERVER")
         self.port = free_port()
         self.url, self.ws_url = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
-        Process.__init__(self, log_dir, name, procfile_command("web", PORT=self.port), health_url=f"{self.url}/health",
-                         **env)
+        # Settings the command line takes (WS_PING_INTERVAL) are read from `env` as honcho's shell would.
+        Process.__init__(self, log_dir, name, procfile_command("web", PORT=self.port, **env),
+                         health_url=f"{self.url}/health", ASGI_SERVER=self.engine, **env)
 
 
 @pytest.fixture
 def start_production_server(processes):
     """Start a server as deploy/Procfile runs it, on the test database and Redis."""
 
-    def start(name: str = "server", **env) -> ProductionServer:
-        return processes(ProductionServer(processes.log_dir, name, **env))
+    def start(name: str = "server", engine: str | None = None, **env) -> ProductionServer:
+        return processes(ProductionServer(processes.log_dir, name, engine, **env))
 
     return start
 
