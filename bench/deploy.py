@@ -1,4 +1,4 @@
-"""A production-like deployment on this machine, for the benchmark: daphne servers, Celery workers, the
+"""A production-like deployment on this machine, for the benchmark: servers (uvicorn or daphne), Celery workers, the
 reference AI service and a private Redis, on the machine's PostgreSQL; and a sampler of their CPU and memory."""
 import os
 import shutil
@@ -24,10 +24,10 @@ class Deployment:
     """Everything `make bench` serves, started together and stopped together."""
 
     def __init__(self, log_dir: Path, *, database_url: str, servers: int, workers: int, worker_threads: int,
-                 ai_latency: float, settings: dict):
+                 ai_latency: float, settings: dict, asgi_server: str = "uvicorn"):
         self.log_dir, self.database_url = log_dir, database_url
         self.n_servers, self.n_workers, self.worker_threads, self.ai_latency = servers, workers, worker_threads, ai_latency
-        self.settings = settings
+        self.settings = settings | {"ASGI_SERVER": asgi_server}
         self.procs: list[Proc] = []
         self.servers: list[Proc] = []
         self.workers: list[Proc] = []

@@ -252,7 +252,8 @@ def markdown(result: dict, images: list[str]) -> str:
     out = [f"# Benchmark `{s}`, {result['date']}", "",
            f"Bar: {result['bar']}. **{'Met' if result['met'] else 'Not met'}.**", "",
            f"Command: `{result['command']}` ({result['machine']['cpus']} CPUs, Python {result['machine']['python']}; "
-           f"{result['config']['servers']} daphne servers, {result['config']['workers']} Celery workers, "
+           f"{result['config']['servers']} {result['config'].get('asgi_server', 'daphne')} servers, "
+           f"{result['config']['workers']} Celery workers, "
            f"{result['config']['users']} Locust users)", ""]
     if s in ("seed", "ai", "peak"):
         a = result["sends"]

@@ -54,6 +54,9 @@ def main(argv=None):
     parser.add_argument("--burst", type=int, help="ai: messages per patient burst (default 1); with more than one, "
                                                   "the deployment coalesces bursts (--coalesce, default 1 s)")
     parser.add_argument("--coalesce", type=float, help="ai: the deployment's AI_COALESCE_SECONDS")
+    # The production launcher's server (deploy/Procfile); daphne is what `make run` serves.
+    parser.add_argument("--asgi-server", choices=("daphne", "uvicorn"),
+                        default=os.environ.get("BENCH_ASGI_SERVER", "uvicorn"))
     # 3 daphne processes measured best on 2 cores at 200 messages/s (p99 204 ms against 440 ms with 2).
     parser.add_argument("--servers", type=int, default=int(os.environ.get("BENCH_SERVERS", 3)))
     # 2 workers of 32 threads measured better than 1 of 64 for `ai` (overhead p95 92 ms against 103 ms).
@@ -185,7 +188,7 @@ class Bench:
         deployment = Deployment(self.work, database_url=self.shared.database_url, servers=self.args.servers,
                                 workers=self.args.workers if self.scenario == "ai" else 0,
                                 worker_threads=self.args.worker_threads, ai_latency=self.params.get("ai_latency", 0.2),
-                                settings=self.settings)
+                                settings=self.settings, asgi_server=self.args.asgi_server)
         deployment.redis_url = self.shared.redis_url
         try:
             fixture = self._fixture(self.shared.redis_url)
@@ -208,7 +211,8 @@ class Bench:
             result = report.analyse(
                 scenario=self.scenario, params=self.params, fixture=fixture, samples_dir=self.work, truth=truth,
                 resources=resources, probes=probes, baseline_rss=baseline_rss, started=started,
-                config={"servers": self.args.servers, "workers": len(deployment.workers),
+                config={"servers": self.args.servers, "asgi_server": self.args.asgi_server,
+                        "workers": len(deployment.workers),
                         "worker_threads": self.args.worker_threads if deployment.workers else 0,
                         "settings": {k: v for k, v in self.settings.items() if k.startswith(("IM_", "WS_"))}},
                 command=self.command, coord_url=fixture["coord_url"])

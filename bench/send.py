@@ -68,7 +68,8 @@ class SendBench:
         from bench.fixture import care_teams
 
         deployment = Deployment(self.work, database_url=self.shared.database_url, servers=self.args.servers,
-                                workers=0, worker_threads=0, ai_latency=0.2, settings=self.settings)
+                                workers=0, worker_threads=0, ai_latency=0.2, settings=self.settings,
+                                asgi_server=self.args.asgi_server)
         deployment.redis_url = self.shared.redis_url
         teams = care_teams("send", patients=self.params["teams"] * 3, ai_enabled=False)
         hot = care_teams("sendhot", patients=3, ai_enabled=False)
@@ -273,7 +274,8 @@ class SendBench:
                 "met": all(met.values()), "bars": met, "figures": figures, "phases": phases, "peer": peer,
                 "integrity": integrity, "server_rss_mb": {"before": round(baseline_rss, 1),
                                                           "after": round(server_rss, 1)},
-                "config": {"servers": len(self.servers), "connections": self.params["connections"],
+                "config": {"servers": len(self.servers), "asgi_server": self.args.asgi_server,
+                           "connections": self.params["connections"],
                            "cpus": os.cpu_count()},
                 "command": self.command}
 
@@ -357,7 +359,8 @@ def markdown(result: dict) -> str:
     bars = "\n".join(f"- {k}: {result['figures'][k]} (bar {BARS[k]}): {'met' if v else 'NOT met'}"
                      for k, v in result["bars"].items())
     return (f"# send, {result['date']}\n\n`{result['command']}` on {result['config']['cpus']} cores, "
-            f"{result['config']['servers']} server processes, {result['config']['connections']} connections.\n\n"
+            f"{result['config']['servers']} server processes "
+            f"({result['config'].get('asgi_server', 'daphne')}), {result['config']['connections']} connections.\n\n"
             f"Bar: {result['bar']}.\n\n{bars}\n\nCPU columns are milliseconds per stored message.\n\n"
             + "\n".join(rows) + "\n" + peer_text +
             f"\nServers' memory {result['server_rss_mb']['before']} MB before, {result['server_rss_mb']['after']} "

@@ -106,12 +106,13 @@ class FlowControlledWebSocketProtocol(WebSocketsSansIOProtocol):
         pinged_at = self.loop.time()
         self.conn.send_ping(b"")
         self.transport.write(b"".join(self.conn.data_to_send()))
-        self._later(self.ping_timeout, self._pong_due, pinged_at)
+        if self.ping_timeout:
+            self._later(self.ping_timeout, self._pong_due, pinged_at)
         self._later(self.ping_interval, self._ping)
 
     def _pong_due(self, pinged_at: float) -> None:
         if self.heard_at < pinged_at and not self.transport.is_closing():
-            self.transport.abort()  # the consumer gets websocket.disconnect (1006) from connection_lost
+            self.transport.abort()  # the consumer gets its websocket.disconnect from connection_lost
 
     def _log(self, event: str) -> None:
         """daphne's sequence, each event once: connecting, then connected or rejected, then disconnected."""
@@ -222,6 +223,8 @@ def arguments(argv=None) -> argparse.Namespace:
                         help="take the client's address and scheme from X-Forwarded-For and X-Forwarded-Proto")
     parser.add_argument("--ping-interval", type=float, default=settings.WS_PING_INTERVAL)
     parser.add_argument("--ping-timeout", type=float, default=settings.WS_PING_TIMEOUT)
+    parser.add_argument("--websocket-max-message-size", type=int, default=1024 * 1024,
+                        help="bytes of one incoming WebSocket message past which the connection is closed (1009)")
     parser.add_argument("application", help="the ASGI application, as module:attribute")
     return parser.parse_args(argv)
 
@@ -235,7 +238,7 @@ def main(argv=None):
         args.application, host=args.bind, port=args.port, loop="uvloop", http=DrainingHttpProtocol,
         ws=FlowControlledWebSocketProtocol, lifespan="off", log_config=None, access_log=False, server_header=False,
         proxy_headers=args.proxy_headers, forwarded_allow_ips="*" if args.proxy_headers else None,
-        timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT)
+        ws_max_size=args.websocket_max_message_size or None, timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT)
     config.load()  # the application, and with it Django's logging
     # uvicorn's own lines at INFO carry WebSocket paths with their query string, which holds a token; the access
     # lines above replace them.
