@@ -82,7 +82,7 @@ class FlowControlledWebSocketProtocol(WebSocketProtocol):
         self.held_bytes += len(payload)
         if self.held_bytes > self.max_held_bytes:
             launcher.logger.warning("WebSocket client reads too slowly: closed with 4008",
-                           extra={"client": self._client(), "held_bytes": self.held_bytes})
+                                    extra={"client": self._client(), "held_bytes": self.held_bytes})
             self.closed_slow = True
             self.close_with(launcher.SLOW_READER)
 
@@ -121,7 +121,7 @@ class AccessLog:
         path = str(details.get("path") or "")
         if protocol == "http" and action == "complete":
             launcher.log_http(details["method"], path, details["status"], details["time_taken"], details["size"],
-                     details["client"])
+                              details["client"])
         elif protocol == "websocket":
             launcher.log_websocket(action, path, details["client"])
 
