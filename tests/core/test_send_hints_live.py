@@ -92,7 +92,8 @@ def test_a_patients_next_message_reaches_an_ai_switched_on_elsewhere(server, mak
 def test_a_send_handed_to_the_orm_path_counts_once_against_the_rate(start_server, make_user):
     server = start_server("hints-rate", IM_SEND_RATE="3/min")
     doctor, _, group = care_team(make_user, 1)
-    # A user the server has not seen goes to Django whole, where it counts once; then it is known.
+    # The server's first send goes to Django whole (the gate has not yet learnt the view's headers), where it counts
+    # once; from then on the gate answers on the event loop.
     assert _send(server, doctor, group, "first", client_msg_id="c1").status_code == 201
     # A repeat: the event loop counts it, finds it stored, takes its count back, and Django counts it once.
     repeat = _send(server, doctor, group, "first", client_msg_id="c1")
