@@ -117,6 +117,18 @@ def _pool_threads_give_connections_back(monkeypatch):
                         thread_handler_closing_in_pools(DatabaseSyncToAsync.thread_handler))
 
 
+@pytest.fixture(autouse=True)
+def _sync_to_async_thread_gives_its_connection_back():
+    """A test's sync_to_async outside any async_to_sync runs in asgiref's one shared thread, which lives as long as
+    the test process, and so would its database connection: PostgreSQL then refused to drop the test database at
+    the end of the run ("being accessed by other users"). It is closed after each test."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
 @pytest.fixture(scope="module")
 def schema(django_db_blocker):
     """The served OpenAPI document, fetched once per module: it does not depend on stored rows."""

@@ -1,4 +1,5 @@
-"""Nothing outlives a revoked user, on real servers: two daphne processes sharing Redis.
+"""Nothing outlives a revoked user, on real servers: two processes sharing Redis, one on each ASGI server the
+launcher runs (daphne and uvicorn), so that every closing path is seen on both.
 
 Deactivation, deletion and token expiry close the user's sockets on both processes with the contract's code,
 and nothing more reaches them; a membership deleted by any path stops the pushes of its group at once."""
@@ -14,7 +15,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from chat.services import message_send
 from groups.models import ChatGroup, GroupMember
 from groups.services import group_create, member_add
-from tests.support.live import needs_real_services
+from tests.support.live import ENGINES, needs_real_services
 from tests.support.teams import care_team
 from tests.support.waiting import ABSENCE_GRACE, assert_nothing_arrives
 from tests.support.wsclient import Client
@@ -36,7 +37,7 @@ def team(make_user):
 
 @pytest.fixture
 def servers(start_server):
-    return start_server("a"), start_server("b")
+    return tuple(start_server(name, engine) for name, engine in zip("ab", ENGINES))
 
 
 async def _connect_on_both(user, servers, token=None) -> list[Client]:
