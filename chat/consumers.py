@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 CLOSE_TOKEN_INVALID = 4401  # refresh the token, then reconnect
 CLOSE_NOT_ALLOWED = 4403  # deactivated, deleted, or not this user's path: do not retry
 CLOSE_TOO_MANY = 4429  # the user's connection cap: retry later with backoff
+CLOSE_SLOW_READER = 4008  # its backlog passed WS_MAX_QUEUED_BYTES: reconnect and sync
 
 
 def _now() -> str:
@@ -51,6 +52,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         self.reads_held: dict[str, int] = {}  # group_id -> the highest seq read during that wait
         self.expiry: asyncio.Task | None = None
         self.early: list[dict] | None = []  # group events handed over before the `connected` frame left
+        self.early_bytes = 0  # their frames' size, bounded by WS_MAX_QUEUED_BYTES
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -87,6 +89,10 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         await self._write_frame({"type": "connected", "user_id": self.user.user_id, "groups": groups,
                                  "server_time": _now()})
         early, self.early = self.early, None
+        if self.early_bytes > settings.WS_MAX_QUEUED_BYTES:
+            logger.warning("pushes held during the handshake passed WS_MAX_QUEUED_BYTES: closed with 4008",
+                           extra={"user_id": self.user.user_id, "held_bytes": self.early_bytes})
+            return await self._close(CLOSE_SLOW_READER)
         for event in early:
             await self.dispatch(event)
 
@@ -222,11 +228,14 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
 
     async def fanout_event(self, event):
         """An event of one of the user's groups, handed over by the process's fan-out (chat.fanout); held until
-        the `connected` frame has left."""
-        if self.early is not None:
-            self.early.append(event)
-        else:
+        the `connected` frame has left. What is held is bounded as a slow reader's backlog is: past
+        WS_MAX_QUEUED_BYTES nothing more is kept, and the connection is closed with 4008 once accepted (the
+        client reconnects and syncs; a dropped push would otherwise be missed until the group's next one)."""
+        if self.early is None:
             await self.dispatch(event)
+        elif self.early_bytes <= settings.WS_MAX_QUEUED_BYTES:
+            self.early.append(event)
+            self.early_bytes += len(event["text"] if "text" in event else publish.frame_text(event.get("frame", {})))
 
     async def chat_message(self, event):
         """A stored message of one of this user's groups, its frame already JSON text: sent in seq order."""

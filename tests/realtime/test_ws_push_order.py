@@ -1,12 +1,16 @@
 """Each connection gets a group's messages in seq order, each once, even when the pushes reach its server
 out of order or not at all (commits of concurrent senders on several servers publish in any order)."""
+import asyncio
 from unittest import mock
 
 import pytest
+from django.conf import settings
 
 from chat import realtime
+from chat.consumers import ChatConsumer
 from chat.services import message_send
-from tests.support.ws import connected, db, nothing, receive, run
+from tests.support.api import access_token
+from tests.support.ws import TIMEOUT, ask, communicator, connected, db, handshake, nothing, receive, run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
 
@@ -83,3 +87,59 @@ def test_messages_stored_before_the_connection_are_left_to_sync_not_pushed(docto
     hello, frame = run(scenario)
     assert hello["groups"] == [{"group_id": quiet_group.group_id, "last_seq": 1, "last_read_seq": 0, "unread_count": 1}]
     assert (frame["seq"], frame["content"]) == (2, "after")
+
+
+def pushes_during_handshake(messages):
+    """Messages stored and pushed after the handshake read the groups' last_seq and before the `connected` frame
+    left: the window in which a connection holds what its fan-out hands it."""
+    read_groups = ChatConsumer.__dict__["_connected_groups"]
+
+    async def connected_groups(consumer):
+        groups = await read_groups(consumer)
+        stored = await db(store_unpushed)(*messages)
+        for message in stored:
+            await push(message)
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while (len(consumer.early) < len(stored) and consumer.early_bytes <= settings.WS_MAX_QUEUED_BYTES
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(0.01)
+        return groups
+
+    return mock.patch.object(ChatConsumer, "_connected_groups", connected_groups)
+
+
+def test_pushes_during_the_handshake_follow_the_connected_frame_in_order(doctor, patient, quiet_group):
+    async def scenario():
+        with pushes_during_handshake((quiet_group, doctor, "one", "two", "three")):
+            async with connected(patient) as ws:
+                frames = [await receive(ws) for _ in range(3)]
+                await nothing(ws)
+                return ws.hello, frames
+
+    hello, frames = run(scenario)
+    assert hello["groups"][0]["last_seq"] == 0
+    assert [(f["type"], f["seq"], f["content"]) for f in frames] == [
+        ("message", 1, "one"), ("message", 2, "two"), ("message", 3, "three")]
+
+
+def test_pushes_held_past_the_backlog_bound_close_the_new_connection_with_4008(doctor, patient, quiet_group,
+                                                                               settings):
+    """What a connection holds during its handshake is bounded as a slow reader's backlog is: past
+    WS_MAX_QUEUED_BYTES it is closed with 4008 right after `connected`, and the client's sync has every message."""
+    settings.WS_MAX_QUEUED_BYTES = 400  # about one message frame
+
+    async def scenario():
+        with pushes_during_handshake((quiet_group, doctor, *(f"burst {i}" for i in range(5)))):
+            comm = communicator(patient.user_id, token=access_token(patient))
+            accepted, _ = await handshake(comm)
+            assert accepted
+            hello = await receive(comm)
+            closed = await comm.receive_output(timeout=TIMEOUT)
+        async with connected(patient) as ws:
+            synced = await ask(ws, {"type": "sync", "group_id": quiet_group.group_id, "after_seq": 0})
+        return hello, closed, synced
+
+    hello, closed, synced = run(scenario)
+    assert hello["type"] == "connected"
+    assert closed == {"type": "websocket.close", "code": 4008}
+    assert [m["content"] for m in synced["messages"]] == [f"burst {i}" for i in range(5)]
