@@ -5,7 +5,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
@@ -188,7 +188,7 @@ async def message_send_direct(*, sender: User, group_id: str, content, msg_type:
         await send_rate_return_async(sender, counted_at)  # the ORM path counts it
         return None
     message.pk, message.seq = row
-    message._state.adding, message._state.db = False, DEFAULT_DB_ALIAS
+    message._state.adding, message._state.db = False, asyncdb.ALIAS
     _stored(message, via, "direct")
     return message, True
 
@@ -249,7 +249,7 @@ def _send_statement(message: Message, *, lift_pause: bool, still: ChatGroup | No
     if message.client_msg_id is not None:  # a repeat bumps nothing and stores nothing
         checks += _NOT_STORED_YET
         params += [message.group_id, message.sender_id, message.client_msg_id]
-    db = connections[DEFAULT_DB_ALIAS]  # for the fields' conversions only (encryption of the content)
+    db = connections[asyncdb.ALIAS]  # for the fields' conversions only (encryption of the content)
     params += [f.get_db_prep_save(getattr(message, f.attname), db) for f in _INSERTED]
     return (f"WITH bump AS (UPDATE {ChatGroup._meta.db_table} SET last_seq = last_seq + 1{pause}"
             f" WHERE id = %s{checks}{_INSERT}"), params

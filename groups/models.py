@@ -46,7 +46,8 @@ class ChatGroupQuerySet(models.QuerySet):
 
     async def awith_role_of(self, group_id: str, user, conn=None) -> tuple["ChatGroup | None", str | None]:
         """with_role_of from the server's event loop (imserver.asyncdb), for the direct send path."""
-        return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id], conn), "default")
+        return self._with_role(await asyncdb.fetchone(self._role_of_sql(), [user.pk, group_id], conn),
+                               asyncdb.ALIAS)
 
     def _role_of_sql(self) -> str:
         return _role_of_sql(self.model)

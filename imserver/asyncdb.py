@@ -17,6 +17,8 @@ import os
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, OperationalError, connections
 
+# The database the pools open, the writes' (the replica is read through the ORM only); rows loaded here are its.
+ALIAS = DEFAULT_DB_ALIAS
 _pools: dict[tuple[int, asyncio.AbstractEventLoop], object] = {}  # (pid, loop) -> AsyncConnectionPool
 _opening: dict[tuple[int, asyncio.AbstractEventLoop], asyncio.Future] = {}
 _lent: set = set()  # the pools' connections lent out right now (cancel_running)
@@ -29,11 +31,11 @@ def available() -> bool:
 
 @functools.cache
 def _postgresql() -> bool:
-    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+    return connections[ALIAS].vendor == "postgresql"
 
 
 def _connection_kwargs() -> dict:
-    params = connections["default"].get_connection_params()  # dbname, host, options, Django's adapters, ...
+    params = connections[ALIAS].get_connection_params()  # dbname, host, options, Django's adapters, ...
     params.pop("cursor_factory", None)  # Django's sync cursor class; the async connection has its own
     params["autocommit"] = True  # each statement is its own transaction: no BEGIN/COMMIT round trips
     params["prepare_threshold"] = settings.DB_ASYNC_PREPARE_THRESHOLD
@@ -150,7 +152,7 @@ def _loading(model, alias: str) -> tuple[list[str], list]:
     return [field.attname for field in model._meta.concrete_fields], converters
 
 
-def instance(model, row, alias: str = DEFAULT_DB_ALIAS):
+def instance(model, row, alias: str = ALIAS):
     """A model instance from a row of its columns(), each value converted as the ORM converts it."""
     attnames, converters = _loading(model, alias)
     db = connections[alias]

@@ -5,7 +5,7 @@ around the application:
 - slow WebSocket readers are closed with 4008 once WS_MAX_QUEUED_BYTES of pushes wait for them;
 - SIGTERM stops listening, closes WebSockets with 1012, lets the HTTP requests in flight finish (their connections
   close after the response), cancels the send statements still running after WS_SHUTDOWN_GRACE, and exits within
-  WS_SHUTDOWN_GRACE + EXIT_MARGIN;
+  WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN;
 - one JSON access line per HTTP request and per WebSocket event, paths without their query string.
 
 daphne (imserver.server_daphne) is the design's server and what `make run` serves; uvicorn (imserver.server_uvicorn,
@@ -22,11 +22,6 @@ access_logger = logging.getLogger("imserver.access")
 
 SLOW_READER = 4008  # API.md: the client reads too slowly
 RESTARTING = 1012  # API.md: server restarting
-# Seconds past WS_SHUTDOWN_GRACE that the server's own teardown (cancelling what is left, closing the pools) may
-# take before the process leaves anyway: so a stopping server is gone within WS_SHUTDOWN_GRACE + EXIT_MARGIN.
-EXIT_MARGIN = 2.0
-# Of that margin, how long the sends whose statements were cancelled at the bound have to answer their 503.
-CANCELLED_ANSWER = 0.5
 
 # glibc keeps the freed blocks of a dropped backlog in its heap, so the resident memory would stay at its peak;
 # handing them back after a slow reader's close costs about 1 ms (8 slow readers: 12.6 MB kept without it, none
@@ -56,10 +51,10 @@ def log_websocket(event: str, path: str, client: str | None) -> None:
 
 def start_watchdog() -> None:
     """From SIGTERM on, whatever hangs (a request thread waiting for the stopped event loop would keep the
-    interpreter from exiting for ever: seen under load), the process leaves at WS_SHUTDOWN_GRACE + EXIT_MARGIN."""
+    interpreter from exiting for ever: seen under load), the process leaves at WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN."""
     from django.conf import settings
 
-    bound = settings.WS_SHUTDOWN_GRACE + EXIT_MARGIN
+    bound = settings.WS_SHUTDOWN_GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN
     watchdog = threading.Timer(bound, exit_now, kwargs={"code": 1, "bound": bound})
     watchdog.daemon = True
     watchdog.start()
@@ -72,7 +67,7 @@ def log_draining(websockets: int, requests: int) -> None:
 
 async def drain(done, in_flight, sleep) -> None:
     """Wait at most WS_SHUTDOWN_GRACE seconds until `done()`; then the send statements still running in PostgreSQL
-    are cancelled, and the requests waiting for them (`in_flight()`) get CANCELLED_ANSWER seconds to answer their
+    are cancelled, and the requests waiting for them (`in_flight()`) get WS_SHUTDOWN_CANCEL_WAIT seconds to answer their
     503, storing nothing; the rest is cut off. `sleep` is the server's own (Twisted's or asyncio's)."""
     from django.conf import settings
 
@@ -86,7 +81,7 @@ async def drain(done, in_flight, sleep) -> None:
         logger.warning("Shutting down: %d HTTP requests still running after %.1f s are cancelled", len(left),
                        settings.WS_SHUTDOWN_GRACE)
     if asyncdb.cancel_running():
-        deadline = time.monotonic() + CANCELLED_ANSWER
+        deadline = time.monotonic() + settings.WS_SHUTDOWN_CANCEL_WAIT
         while time.monotonic() < deadline and in_flight():
             await sleep(0.02)
 

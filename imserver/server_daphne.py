@@ -1,6 +1,6 @@
 """The daphne engine of the server launcher (imserver/server.py, ASGI_SERVER=daphne): daphne with slow WebSocket
 readers closed (4008), a graceful SIGTERM (1012 closes, in-flight requests finished, an exit within WS_SHUTDOWN_GRACE +
-EXIT_MARGIN) and a JSON access log.
+WS_SHUTDOWN_EXIT_MARGIN) and a JSON access log.
 
 Every override of daphne, autobahn or Twisted internals lives here; tests/deploy/test_server_overrides.py fails when an
 upgrade changes what they touch."""
@@ -130,7 +130,7 @@ class Server(daphne_server.Server):
     """daphne's Server with the protocol above, JSON access lines, and a graceful shutdown: it stops listening,
     closes WebSockets with 1012, lets in-flight HTTP requests finish (their connections close after the response)
     and waits for both at most WS_SHUTDOWN_GRACE seconds, then cancels the send statements still running in
-    PostgreSQL; the process is gone EXIT_MARGIN seconds later at most."""
+    PostgreSQL; the process is gone WS_SHUTDOWN_EXIT_MARGIN seconds later at most."""
 
     draining = False
 
@@ -146,7 +146,9 @@ class Server(daphne_server.Server):
         # run() calls this once its factories exist and before the reactor runs: where our protocol goes in.
         self.ws_factory.protocol = FlowControlledWebSocketProtocol
         # A peer that does not answer our close (4008, 1012) is dropped after this: autobahn's default is 1 s.
-        self.ws_factory.setProtocolOptions(closeHandshakeTimeout=settings.WS_CLOSE_TIMEOUT)
+        # A protocol failure (a message over --websocket-max-message-size, a bad frame) closes with its code (1009,
+        # 1002) as uvicorn's engine does, instead of autobahn's default of dropping the TCP connection (1006).
+        self.ws_factory.setProtocolOptions(closeHandshakeTimeout=settings.WS_CLOSE_TIMEOUT, failByDrop=False)
         # From verbosity 2 on, Twisted's own access line (full URI: the query string and its token) reaches the
         # log too; the JSON line of AccessLog replaces it.
         self.http_factory.log = lambda request: None
@@ -211,9 +213,15 @@ class Server(daphne_server.Server):
 
 
 class CommandLineInterface(DaphneCommandLineInterface):
-    """daphne's command line, every flag as is, starting the Server above."""
+    """daphne's command line, every flag as is, starting the Server above; the flags the settings also name take
+    their defaults from them, as the uvicorn engine's do."""
 
     server_class = Server
+
+    def __init__(self):
+        super().__init__()
+        self.parser.set_defaults(ping_interval=settings.WS_PING_INTERVAL, ping_timeout=settings.WS_PING_TIMEOUT,
+                                 websocket_max_message_size=settings.WS_MAX_MESSAGE_BYTES)
 
 
 def main():

@@ -1,7 +1,7 @@
 """The uvicorn engine of the server launcher (imserver/server.py, ASGI_SERVER=uvicorn): uvicorn on uvloop, with
 httptools for HTTP and websockets' sans-I/O protocol for WebSockets, taking daphne's flags and behaving as the daphne
 engine does: slow WebSocket readers closed with 4008, server pings, a graceful SIGTERM (1012 closes, in-flight
-requests finished, an exit within WS_SHUTDOWN_GRACE + EXIT_MARGIN) and the JSON access log.
+requests finished, an exit within WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN) and the JSON access log.
 
 Every override of uvicorn internals lives here; tests/deploy/test_server_overrides.py fails when an upgrade changes
 what they touch."""
@@ -171,7 +171,7 @@ class DrainingHttpProtocol(HttpToolsProtocol):
 class Server(uvicorn.Server):
     """uvicorn's Server with the drain of daphne's engine: it stops listening, closes WebSockets with 1012, lets the
     HTTP requests in flight finish and waits for both at most WS_SHUTDOWN_GRACE seconds, then cancels the send
-    statements still running in PostgreSQL; the process is gone EXIT_MARGIN seconds later at most."""
+    statements still running in PostgreSQL; the process is gone WS_SHUTDOWN_EXIT_MARGIN seconds later at most."""
 
     async def shutdown(self, sockets=None):
         DrainingHttpProtocol.draining = True
@@ -190,7 +190,7 @@ class Server(uvicorn.Server):
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=launcher.CANCELLED_ANSWER)
+            await asyncio.wait(tasks, timeout=settings.WS_SHUTDOWN_CANCEL_WAIT)
         for connection in list(self.server_state.connections):
             connection.transport.close()
         launcher.logger.info("Shutting down: %d application instances cancelled", len(tasks))
@@ -223,7 +223,7 @@ def arguments(argv=None) -> argparse.Namespace:
                         help="take the client's address and scheme from X-Forwarded-For and X-Forwarded-Proto")
     parser.add_argument("--ping-interval", type=float, default=settings.WS_PING_INTERVAL)
     parser.add_argument("--ping-timeout", type=float, default=settings.WS_PING_TIMEOUT)
-    parser.add_argument("--websocket-max-message-size", type=int, default=1024 * 1024,
+    parser.add_argument("--websocket-max-message-size", type=int, default=settings.WS_MAX_MESSAGE_BYTES,
                         help="bytes of one incoming WebSocket message past which the connection is closed (1009)")
     parser.add_argument("application", help="the ASGI application, as module:attribute")
     return parser.parse_args(argv)

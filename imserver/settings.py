@@ -458,7 +458,11 @@ WS_CONNECTION_SLOT_TTL = env.int("WS_CONNECTION_SLOT_TTL", default=60)
 # The server's pings: the interval, and how long a silent client is kept (passed by `make run`).
 WS_PING_INTERVAL = env.int("WS_PING_INTERVAL", default=20)
 WS_PING_TIMEOUT = env.int("WS_PING_TIMEOUT", default=30)
-# Bytes of pushes a connection holds while its client reads too slowly; past it, closed with 4008 (imserver/server.py).
+# Bytes of one incoming WebSocket message past which the server closes the connection (1009), before the consumer's
+# WS_MAX_FRAME_BYTES answers a smaller oversized frame with an error; the launcher's --websocket-max-message-size.
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", default=1024 * 1024)
+# Bytes of pushes a connection holds while its client reads too slowly (imserver/server.py), or while its handshake
+# finishes (chat.consumers); past it, closed with 4008.
 WS_MAX_QUEUED_BYTES = env.int("WS_MAX_QUEUED_BYTES", default=1024 * 1024)
 # Seconds a client closed by the server (4008, 1012) has to take the close frame before it is dropped.
 WS_CLOSE_TIMEOUT = env.float("WS_CLOSE_TIMEOUT", default=1.0)
@@ -466,6 +470,11 @@ WS_CLOSE_TIMEOUT = env.float("WS_CLOSE_TIMEOUT", default=1.0)
 HTTP_KEEPALIVE_TIMEOUT = env.int("HTTP_KEEPALIVE_TIMEOUT", default=75)
 # Seconds a stopping server (SIGTERM) waits for its WebSockets, closed with 1012, before it exits anyway.
 WS_SHUTDOWN_GRACE = env.float("WS_SHUTDOWN_GRACE", default=5.0)
+# Seconds past WS_SHUTDOWN_GRACE that the server's own teardown (cancelling what is left, closing the pools) may take
+# before the process leaves anyway: a stopping server is gone within WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN.
+WS_SHUTDOWN_EXIT_MARGIN = env.float("WS_SHUTDOWN_EXIT_MARGIN", default=2.0)
+# Of that margin, how long the sends whose statements were cancelled at the grace's end have to answer their 503.
+WS_SHUTDOWN_CANCEL_WAIT = env.float("WS_SHUTDOWN_CANCEL_WAIT", default=0.5)
 
 # --- AI bridge ---------------------------------------------------------------------------------
 # The embedded default is the bundled reference AI service that `make run` starts on port 8001.

@@ -4,7 +4,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from imserver.server import EXIT_MARGIN
+from django.conf import settings
+
 from tests.support.live import ROOT, deploy_tool, procfile_command
 
 UNITS = ROOT / "deploy/systemd"
@@ -45,7 +46,7 @@ def test_units_run_the_procfile_commands_and_wait_for_the_drain():
     template = (UNITS / "imserver@.service").read_text()
     stop_timeout = int(re.search(r"(?m)^TimeoutStopSec=(\d+)$", template).group(1))
     grace = 5  # WS_SHUTDOWN_GRACE's default, which the units keep
-    assert stop_timeout > grace + EXIT_MARGIN, "systemd would SIGKILL a server still draining"
+    assert stop_timeout > grace + settings.WS_SHUTDOWN_EXIT_MARGIN, "systemd would SIGKILL a server still draining"
     assert "KillSignal=SIGTERM" in template and "Restart=always" in template
     for unit in ("imserver@8011.service", "imserver-worker.service", "imserver-beat.service"):
         assert unit in (UNITS / "imserver.target").read_text()

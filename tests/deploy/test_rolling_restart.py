@@ -1,14 +1,14 @@
 """A rolling restart behind nginx under a stream of sends: each server in turn gets SIGTERM, drains and exits within
-WS_SHUTDOWN_GRACE + EXIT_MARGIN, and is started again before the next one stops. Its clients see 1012 (never 1006),
-reconnect through nginx and sync; every message is stored once and reaches every member."""
+WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN, and is started again before the next one stops. Its clients see 1012
+(never 1006), reconnect through nginx and sync; every message is stored once and reaches every member."""
 import asyncio
 import signal
 import time
 
 import httpx
 import pytest
+from django.conf import settings
 
-from imserver.server import EXIT_MARGIN
 from tests.support.api import access_token
 from tests.support.live import ENGINES, assert_all_received, assert_stored_once, needs_real_services
 from tests.support.teams import UNTHROTTLED_ENV, care_team, send_until_stored
@@ -58,7 +58,7 @@ def test_restarting_every_server_in_turn_loses_and_doubles_nothing(start_product
             await asyncio.sleep(1.5)  # sends flow through both servers
             started = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
-            await loop.run_in_executor(None, server.proc.wait, GRACE + EXIT_MARGIN + 30)
+            await loop.run_in_executor(None, server.proc.wait, GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + 30)
             exits.append(time.monotonic() - started)
             assert server.proc.returncode == 0, server.output()[-3000:]
             server.log.close()
@@ -85,7 +85,8 @@ def test_restarting_every_server_in_turn_loses_and_doubles_nothing(start_product
               f"exits after SIGTERM {[round(e, 2) for e in exits]} s")
 
     asyncio.run(scenario())
-    assert len(exits) == 2 and all(e <= GRACE + EXIT_MARGIN + MACHINE_SLACK for e in exits), exits
+    bound = GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + MACHINE_SLACK
+    assert len(exits) == 2 and all(e <= bound for e in exits), exits
     drained = [line for s in servers for line in s.output().splitlines() if "Shutting down: stopped listening" in line]
     assert len(drained) == 2, drained
     assert sorted(m["seq"] for m in told) == list(range(1, len(told) + 1))

@@ -1,5 +1,5 @@
 """SIGTERM under load: the requests a server is serving finish (each answered, each message stored once), keep-alive
-connections are closed after their response, and the process exits within WS_SHUTDOWN_GRACE + EXIT_MARGIN, even
+connections are closed after their response, and the process exits within WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN, even
 when requests are stuck in the database past the grace (before, a request thread waiting for the stopped event loop
 kept the process alive for ever)."""
 import asyncio
@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from daphne.http_protocol import WebRequest
 from daphne.server import Server as DaphneServer
+from django.conf import settings
 from twisted.web import http
 
 from groups.services import group_create, member_add
-from imserver.server import EXIT_MARGIN
 from tests.support import live
 from tests.support.api import access_token
 from tests.support.live import ENGINES, assert_all_received, assert_stored_once, needs_real_services
@@ -87,7 +87,7 @@ def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(st
         term_at[0] = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         await asyncio.gather(*load)
-        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, GRACE + EXIT_MARGIN + 30)
+        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + 30)
         exited = time.monotonic() - term_at[0]
         assert await watcher.wait_closed(timeout=10) == 1012
         return exited
@@ -100,7 +100,7 @@ def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(st
     # A draining server closes each keep-alive connection after its response: a sender gets an answer or two more
     # (the one in flight, one that was on its way), then finds the port closed.
     assert len([o for o in outcomes if not o[1]]) <= 3 * SENDERS, outcomes
-    assert exited <= GRACE + EXIT_MARGIN + MACHINE_SLACK, exited
+    assert exited <= GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + MACHINE_SLACK, exited
     assert server.proc.returncode == 0, server.output()[-3000:]
     print(f"\n{len(told)} stored, exited {exited:.2f} s after SIGTERM")
     assert_stored_once(told)
@@ -125,7 +125,7 @@ def test_requests_stuck_past_the_grace_do_not_keep_the_process_alive(start_serve
         await asyncio.sleep(1)  # every sender waits for the lock
         term_at[0] = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
-        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, GRACE + EXIT_MARGIN + 30)
+        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + 30)
         exited = time.monotonic() - term_at[0]
         await asyncio.gather(*load)
         return exited
@@ -135,7 +135,7 @@ def test_requests_stuck_past_the_grace_do_not_keep_the_process_alive(start_serve
     finally:
         locker.rollback()
         locker.close()
-    assert exited <= GRACE + EXIT_MARGIN + MACHINE_SLACK, exited
+    assert exited <= GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + MACHINE_SLACK, exited
     assert exited >= GRACE - 0.5, "the requests were not given their grace"
     assert "4 HTTP requests still running after" in server.output(), server.output()[-3000:]
     # The sends cut off never committed, not even once the lock was free: none was told stored, none is. Those

@@ -46,3 +46,25 @@ def test_a_client_silent_after_a_ping_is_dropped_and_one_that_answers_stays(star
     dropped_after = asyncio.run(scenario())
     print(f"\n{engine}: the silent client was dropped {dropped_after:.1f} s after the answering one connected")
     silent.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_message_over_ws_max_message_bytes_closes_the_connection_with_1009(start_production_server, make_user,
+                                                                              engine):
+    """The server's own bound on an incoming message (WS_MAX_MESSAGE_BYTES, on either engine): a frame under it but
+    over WS_MAX_FRAME_BYTES is the consumer's to refuse with an error; one over it closes the connection."""
+    patient = make_user(Role.PATIENT)
+    token = user_tokens(user=patient)["access"]
+    server = start_production_server("server", engine, WS_MAX_MESSAGE_BYTES=100_000, WS_MAX_FRAME_BYTES=1_000)
+
+    async def scenario():
+        client = Client("patient", patient.user_id, token)
+        await client.connect(server.ws_url)
+        await client.send({"type": "ping", "padding": "x" * 90_000})
+        refused = await client.wait_for(lambda f: f["type"] == "error")
+        await client.send({"type": "ping", "padding": "x" * 110_000})
+        return refused, await client.wait_closed(timeout=10)
+
+    refused, code = asyncio.run(scenario())
+    assert refused["code"] == "PAYLOAD_TOO_LARGE", refused
+    assert code == 1009
