@@ -66,8 +66,12 @@ deploy-tools: ## install nginx, PostgreSQL 15, redis-server and wrk for the depl
 		echo "installed$$missing"; } || \
 		echo "not installed and could not be:$$missing: the deployment tests that need them will be skipped"
 
+# The suite runs on one pytest-xdist worker per core (TEST_WORKERS=0: in this process); each worker has a test
+# database and Redis state of its own (tests/support/workers.py). It is mostly CPU: on two cores, 3 workers were no
+# faster than 2.
+TEST_WORKERS ?= auto
 test: install browser deploy-tools ## the whole suite with line coverage (fails under 80 %)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # The benchmark: a production-like deployment on this machine loaded by Locust (see bench/run.py).
 # `make bench` runs every scenario; `make bench SCENARIOS="seed peak" BENCH_ARGS="--servers 3"` picks.

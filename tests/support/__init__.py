@@ -8,4 +8,5 @@ wsclient  a WebSocket client for real servers; rawws a raw one that can stop rea
 web       headless Chromium and the page's helpers
 teams     a care team that sends as a careful client does, for the deployment tests
 waiting   wait_for, and showing absence: assert_stays, assert_nothing_arrives, ABSENCE_GRACE
+workers   Redis state of its own for each pytest-xdist worker (loaded with -p, before Django's settings)
 """
