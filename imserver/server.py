@@ -51,7 +51,8 @@ def log_websocket(event: str, path: str, client: str | None) -> None:
 
 def start_watchdog() -> None:
     """From SIGTERM on, whatever hangs (a request thread waiting for the stopped event loop would keep the
-    interpreter from exiting for ever: seen under load), the process leaves at WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN."""
+    interpreter from exiting for ever: seen under load), the process leaves at WS_SHUTDOWN_GRACE +
+    WS_SHUTDOWN_EXIT_MARGIN."""
     from django.conf import settings
 
     bound = settings.WS_SHUTDOWN_GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN

@@ -8,6 +8,7 @@ from daphne import server as daphne_server  # isort:skip - installs Twisted's as
 
 import logging
 import sys
+import weakref
 from collections import deque
 
 from daphne.cli import CommandLineInterface as DaphneCommandLineInterface
@@ -141,6 +142,9 @@ class Server(daphne_server.Server):
         super().__init__(*args, action_logger=action_logger, ready_callable=self._ready, **kwargs)
         self.then_ready = ready_callable
         self.ports = []
+        # Each open HTTP connection -> when it last received a byte; weak, for one upgraded to a WebSocket is not
+        # told when it is lost.
+        self.http_channels = weakref.WeakKeyDictionary()
 
     def _ready(self):
         # run() calls this once its factories exist and before the reactor runs: where our protocol goes in.
@@ -152,6 +156,8 @@ class Server(daphne_server.Server):
         # From verbosity 2 on, Twisted's own access line (full URI: the query string and its token) reaches the
         # log too; the JSON line of AccessLog replaces it.
         self.http_factory.log = lambda request: None
+        build = self.http_factory.buildProtocol
+        self.http_factory.buildProtocol = lambda addr: self._heard(build(addr))
         if self.then_ready is not None:
             self.then_ready()
 
@@ -188,7 +194,8 @@ class Server(daphne_server.Server):
             # websocket.disconnect (leaving groups, releasing slots), and requests being served finish, before
             # daphne cancels what is left.
             await launcher.drain(
-                lambda: all(self._finished(protocol) for protocol in sockets) and not self._requests_in_flight(),
+                lambda: all(self._finished(protocol) for protocol in sockets) and not self._requests_in_flight()
+                and self._http_quiet(),
                 self._requests_in_flight, lambda seconds: task.deferLater(reactor, seconds))
         finally:
             # daphne's kill_all_applications reads every entry's application_instance, which the request that
@@ -198,6 +205,29 @@ class Server(daphne_server.Server):
                 if "disconnected" in details and "application_instance" not in details:
                     del self.connections[protocol]
             await super().kill_all_applications()
+
+    def _heard(self, channel):
+        """Note when each HTTP connection last received a byte, for the drain (_http_quiet)."""
+        received, lost = channel.dataReceived, channel.connectionLost
+
+        def data_received(data):
+            self.http_channels[channel] = reactor.seconds()
+            received(data)
+
+        def connection_lost(reason):
+            self.http_channels.pop(channel, None)
+            lost(reason)
+
+        channel.dataReceived, channel.connectionLost = data_received, connection_lost
+        self.http_channels[channel] = reactor.seconds()
+        return channel
+
+    def _http_quiet(self) -> bool:
+        """No kept-alive connection has received a byte for HTTP_SHUTDOWN_IDLE_TIMEOUT: no request is on its way on
+        one (a request that comes is answered, and its connection closed). One upgraded to a WebSocket hears nothing
+        more here: it counts as quiet once its last HTTP byte is that old."""
+        now = reactor.seconds()
+        return all(now - heard >= settings.HTTP_SHUTDOWN_IDLE_TIMEOUT for heard in self.http_channels.values())
 
     def _requests_in_flight(self) -> list:
         # daphne adds a WebRequest when its request arrives and marks it disconnected once the response is sent.

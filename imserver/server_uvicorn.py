@@ -132,6 +132,14 @@ class DrainingHttpProtocol(HttpToolsProtocol):
 
     draining = False  # set on the class by Server.shutdown
 
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.heard_at = self.loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        self.heard_at = self.loop.time()
+        super().data_received(data)
+
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         cycle = self.cycle
@@ -167,6 +175,10 @@ class DrainingHttpProtocol(HttpToolsProtocol):
     def in_flight(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
+    def quiet(self, now: float) -> bool:
+        """Nothing in flight, and no byte for HTTP_SHUTDOWN_IDLE_TIMEOUT: no request is on its way on it."""
+        return not self.in_flight() and now - self.heard_at >= settings.HTTP_SHUTDOWN_IDLE_TIMEOUT
+
 
 class Server(uvicorn.Server):
     """uvicorn's Server with the drain of daphne's engine: it stops listening, closes WebSockets with 1012, lets the
@@ -199,9 +211,11 @@ class Server(uvicorn.Server):
         self._captured_signals.clear()
 
     def _finished(self) -> bool:
-        """No application task is left (each HTTP request and WebSocket has one), nor a WebSocket."""
-        return not self.server_state.tasks and not any(
-            isinstance(c, FlowControlledWebSocketProtocol) for c in self.server_state.connections)
+        """No application task is left (each HTTP request and WebSocket has one), nor a WebSocket, nor a kept-alive
+        connection that a request may still come on (DrainingHttpProtocol.quiet)."""
+        now = asyncio.get_running_loop().time()
+        return not self.server_state.tasks and all(
+            isinstance(c, DrainingHttpProtocol) and c.quiet(now) for c in self.server_state.connections)
 
     def _requests_in_flight(self) -> list:
         return [c for c in self.server_state.connections if isinstance(c, DrainingHttpProtocol) and c.in_flight()]

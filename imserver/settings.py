@@ -468,6 +468,10 @@ WS_MAX_QUEUED_BYTES = env.int("WS_MAX_QUEUED_BYTES", default=1024 * 1024)
 WS_CLOSE_TIMEOUT = env.float("WS_CLOSE_TIMEOUT", default=1.0)
 # Seconds an idle kept-alive HTTP connection stays open (uvicorn's engine; daphne's keeps it until the client goes).
 HTTP_KEEPALIVE_TIMEOUT = env.int("HTTP_KEEPALIVE_TIMEOUT", default=75)
+# Seconds a stopping server (SIGTERM) keeps a kept-alive HTTP connection on which nothing comes, within
+# WS_SHUTDOWN_GRACE: a request that does come is answered with Connection: close (one already on its way would
+# otherwise meet a reset connection).
+HTTP_SHUTDOWN_IDLE_TIMEOUT = env.float("HTTP_SHUTDOWN_IDLE_TIMEOUT", default=1.0)
 # Seconds a stopping server (SIGTERM) waits for its WebSockets, closed with 1012, before it exits anyway.
 WS_SHUTDOWN_GRACE = env.float("WS_SHUTDOWN_GRACE", default=5.0)
 # Seconds past WS_SHUTDOWN_GRACE that the server's own teardown (cancelling what is left, closing the pools) may take

@@ -1,7 +1,7 @@
 """SIGTERM under load: the requests a server is serving finish (each answered, each message stored once), keep-alive
-connections are closed after their response, and the process exits within WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN, even
-when requests are stuck in the database past the grace (before, a request thread waiting for the stopped event loop
-kept the process alive for ever)."""
+connections are closed after their response, a request on its way on one is answered too, and the process exits
+within WS_SHUTDOWN_GRACE + WS_SHUTDOWN_EXIT_MARGIN, even when requests are stuck in the database past the grace
+(before, a request thread waiting for the stopped event loop kept the process alive for ever)."""
 import asyncio
 import signal
 import time
@@ -19,6 +19,7 @@ from groups.services import group_create, member_add
 from tests.support import live
 from tests.support.api import access_token
 from tests.support.live import ENGINES, assert_all_received, assert_stored_once, needs_real_services
+from tests.support.waiting import wait_for
 from tests.support.wsclient import Client
 from users.models import Role
 
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), needs_re
 GRACE = 3
 SENDERS = 16
 MACHINE_SLACK = 1.0  # seconds for the shared machine to reap a process it was told has exited
+BOUND = GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN  # seconds within which a stopping server is gone
 
 
 def test_what_the_drain_relies_on_in_daphne_and_twisted():
@@ -87,7 +89,7 @@ def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(st
         term_at[0] = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         await asyncio.gather(*load)
-        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + 30)
+        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, BOUND + 30)
         exited = time.monotonic() - term_at[0]
         assert await watcher.wait_closed(timeout=10) == 1012
         return exited
@@ -100,10 +102,32 @@ def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(st
     # A draining server closes each keep-alive connection after its response: a sender gets an answer or two more
     # (the one in flight, one that was on its way), then finds the port closed.
     assert len([o for o in outcomes if not o[1]]) <= 3 * SENDERS, outcomes
-    assert exited <= GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + MACHINE_SLACK, exited
+    assert exited <= BOUND + MACHINE_SLACK, exited
     assert server.proc.returncode == 0, server.output()[-3000:]
     print(f"\n{len(told)} stored, exited {exited:.2f} s after SIGTERM")
     assert_stored_once(told)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_request_on_a_kept_alive_connection_soon_after_sigterm_is_answered(start_server, make_user, engine):
+    """A client that had its answer just before SIGTERM and sends its next request on the same connection a moment
+    later gets it answered, with Connection: close, instead of a reset: a draining server keeps a kept-alive
+    connection until HTTP_SHUTDOWN_IDLE_TIMEOUT has passed without a request on it."""
+    doctor, patient, group = _team(make_user)
+    server = start_server("idle", engine, WS_SHUTDOWN_GRACE=GRACE, HTTP_SHUTDOWN_IDLE_TIMEOUT=GRACE)
+    headers = {"Authorization": f"Bearer {access_token(doctor)}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+        before = client.post("/api/message/send", json={"group_id": group.group_id, "content": "before"})
+        server.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "Shutting down: stopped listening" in server.output(), timeout=10)
+        after = client.post("/api/message/send", json={"group_id": group.group_id, "content": "after"})
+        with pytest.raises(httpx.ConnectError):  # its connection closed, and the port too
+            client.post("/api/message/send", json={"group_id": group.group_id, "content": "too late"})
+    server.proc.wait(BOUND + 30)
+    assert (before.status_code, after.status_code) == (201, 201), after.text
+    assert after.headers["connection"] == "close"
+    assert server.proc.returncode == 0, server.output()[-3000:]
+    assert_stored_once([before.json(), after.json()])
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -125,7 +149,7 @@ def test_requests_stuck_past_the_grace_do_not_keep_the_process_alive(start_serve
         await asyncio.sleep(1)  # every sender waits for the lock
         term_at[0] = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
-        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + 30)
+        await asyncio.get_running_loop().run_in_executor(None, server.proc.wait, BOUND + 30)
         exited = time.monotonic() - term_at[0]
         await asyncio.gather(*load)
         return exited
@@ -135,7 +159,7 @@ def test_requests_stuck_past_the_grace_do_not_keep_the_process_alive(start_serve
     finally:
         locker.rollback()
         locker.close()
-    assert exited <= GRACE + settings.WS_SHUTDOWN_EXIT_MARGIN + MACHINE_SLACK, exited
+    assert exited <= BOUND + MACHINE_SLACK, exited
     assert exited >= GRACE - 0.5, "the requests were not given their grace"
     assert "4 HTTP requests still running after" in server.output(), server.output()[-3000:]
     # The sends cut off never committed, not even once the lock was free: none was told stored, none is. Those
