@@ -24,6 +24,7 @@ from imserver.errors import InternalError, NotGroupMember, ServiceError, Service
 from imserver.metrics import PUSH_LATENCY, WS_OPEN
 from imserver.patches import DispatchWithoutConnectionCloseMixin
 from imserver.requestid import new_request_id, request_id_var
+from imserver.server import SLOW_READER
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 CLOSE_TOKEN_INVALID = 4401  # refresh the token, then reconnect
 CLOSE_NOT_ALLOWED = 4403  # deactivated, deleted, or not this user's path: do not retry
 CLOSE_TOO_MANY = 4429  # the user's connection cap: retry later with backoff
-CLOSE_SLOW_READER = 4008  # its backlog passed WS_MAX_QUEUED_BYTES: reconnect and sync
 
 
 def _now() -> str:
@@ -92,7 +92,7 @@ class ChatConsumer(DispatchWithoutConnectionCloseMixin, AsyncWebsocketConsumer):
         if self.early_bytes > settings.WS_MAX_QUEUED_BYTES:
             logger.warning("pushes held during the handshake passed WS_MAX_QUEUED_BYTES: closed with 4008",
                            extra={"user_id": self.user.user_id, "held_bytes": self.early_bytes})
-            return await self._close(CLOSE_SLOW_READER)
+            return await self._close(SLOW_READER)  # as the server closes a slow reader
         for event in early:
             await self.dispatch(event)
 
