@@ -6,7 +6,7 @@ import pytest
 
 from chat.models import Message
 from tests.support.api import assert_error
-from tests.support.ws import ask, connected, run
+from tests.support.ws import ask, connected, run, send_message
 from users.models import Role
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
@@ -19,8 +19,8 @@ def _http_send(client, group, content):
 def _ws_send(user, group, content) -> dict:
     async def scenario():
         async with connected(user) as ws:
-            return await ask(ws, {"type": "send_message", "group_id": group.group_id, "content": content,
-                                  "client_msg_id": content})
+            return await send_message(ws, {"type": "send_message", "group_id": group.group_id, "content": content,
+                                           "client_msg_id": content})
 
     return run(scenario)
 

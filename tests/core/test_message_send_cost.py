@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from chat.realtime import frame_text, message_frame
 from chat.serializers import message_data
 from chat.services import message_send
-from tests.support.ws import ask, connected, db, receive, run
+from tests.support.ws import connected, db, receive_many, run, send_message
 from users.models import Role
 
 pytestmark = pytest.mark.usefixtures("fresh_channel_layer")
@@ -86,11 +86,11 @@ def statements(monkeypatch):
 def test_a_websocket_send_costs_a_fixed_number_of_statements(doctor, patient, quiet_group, statements):
     async def scenario():
         async with connected(doctor) as ws:
-            await ask(ws, {"type": "send_message", "group_id": quiet_group.group_id, "content": "warm-up"})
-            await receive(ws)  # its push (the ack came first)
+            await ws.send_json_to({"type": "send_message", "group_id": quiet_group.group_id, "content": "warm-up"})
+            await receive_many(ws, 2)  # its ack and its push
             before = len(statements)
-            ack = await ask(ws, {"type": "send_message", "group_id": quiet_group.group_id,
-                                 "content": "Fluids at 10:00", "client_msg_id": "ws-1"})
+            ack = await send_message(ws, {"type": "send_message", "group_id": quiet_group.group_id,
+                                          "content": "Fluids at 10:00", "client_msg_id": "ws-1"})
             return ack, [sql for sql in statements[before:] if not sql.startswith(TRANSACTION_CONTROL)]
 
     ack, sent = run(scenario)

@@ -123,6 +123,18 @@ async def ask(comm: WebsocketCommunicator, frame: dict | str) -> dict:
     return await receive(comm)
 
 
+async def send_message(comm: WebsocketCommunicator, frame: dict) -> dict:
+    """Send a `send_message` frame and read up to its answer (`message_ack` or `error`). The sender's own push
+    may come before or after its ack (the contract leaves the order open); frames read past are kept for
+    `receive`."""
+    await comm.send_to(text_data=json.dumps(frame))
+    passed = []
+    while (got := await receive(comm))["type"] not in ("message_ack", "error"):
+        passed.append({"text": json.dumps(got)})
+    comm.held = passed + (getattr(comm, "held", None) or [])
+    return got
+
+
 async def assert_usable(comm: WebsocketCommunicator) -> None:
     """The connection is still open and answering."""
     pong = await ask(comm, {"type": "ping"})
