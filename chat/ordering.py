@@ -2,6 +2,7 @@
 
 Concurrent senders' commits may publish out of order (seq 8's push before seq 7's). A connection holds a
 push that comes early until the earlier ones arrive, or until its gap filler reads them from the database."""
+import time
 
 
 class PushSequencer:
@@ -11,7 +12,7 @@ class PushSequencer:
 
     def __init__(self):
         self.delivered: dict[str, int] = {}  # group -> last seq sent
-        self.held: dict[str, dict[int, str]] = {}  # group -> seq -> frame text
+        self.held: dict[str, dict[int, tuple[str, float]]] = {}  # group -> seq -> (frame text, held since)
 
     def follow(self, group_id: str, last_seq: int) -> None:
         """Deliver the group's pushes after `last_seq` (what came before is the client's to sync)."""
@@ -33,13 +34,19 @@ class PushSequencer:
         """Some push of the group is held, waiting for an earlier one."""
         return bool(self.held.get(group_id))
 
-    def offer(self, group_id: str, seq: int, text: str) -> list[str]:
+    def held_since(self, group_id: str) -> float | None:
+        """Since when (time.monotonic) the longest-held push of the group has waited for an earlier one: how old
+        the group's gap is. A gap closed by the push it waited for does not count, even if newer ones are held."""
+        held = self.held.get(group_id)
+        return min(at for _, at in held.values()) if held else None
+
+    def offer(self, group_id: str, seq: int, text: str, now: float | None = None) -> list[str]:
         """A push came: the texts to send now, in order (none for a repeat or an early one, which is held)."""
         last = self.delivered.get(group_id)
         if last is None or seq <= last:
             return []
         if seq > last + 1:
-            self.held.setdefault(group_id, {})[seq] = text
+            self.held.setdefault(group_id, {})[seq] = (text, time.monotonic() if now is None else now)
             return []
         self.delivered[group_id] = seq
         return [text, *self._release(group_id)] if group_id in self.held else [text]
@@ -63,7 +70,7 @@ class PushSequencer:
         held = self.held.get(group_id, {})
         out = []
         while (seq := self.delivered[group_id] + 1) in held:
-            out.append(held.pop(seq))
+            out.append(held.pop(seq)[0])
             self.delivered[group_id] = seq
         for seq in [s for s in held if s <= self.delivered[group_id]]:
             del held[seq]

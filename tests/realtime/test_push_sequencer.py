@@ -29,6 +29,18 @@ def test_a_fill_of_the_missing_seqs_alone_frees_the_held_ones_between_them():
     assert not s.has_gap("g") and s.last("g") == 7
 
 
+def test_a_gap_is_as_old_as_its_longest_held_push_and_one_closed_by_its_push_does_not_count():
+    s = _seq()
+    assert s.held_since("g") is None
+    s.offer("g", 2, "m2", now=10.0)
+    s.offer("g", 3, "m3", now=10.1)
+    assert s.held_since("g") == 10.0
+    assert s.offer("g", 1, "m1", now=10.4) == ["m1", "m2", "m3"]
+    s.offer("g", 5, "m5", now=10.5)  # a new gap, opened after the first closed
+    assert s.held_since("g") == 10.5
+    assert s.offer("g", 4, "m4") == ["m4", "m5"] and s.held_since("g") is None
+
+
 def test_repeats_and_seqs_the_client_syncs_are_dropped():
     s = _seq(last=5)
     assert s.offer("g", 5, "m5") == [] and s.offer("g", 4, "m4") == []
