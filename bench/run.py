@@ -57,14 +57,18 @@ def main(argv=None):
     # The production launcher's server (deploy/Procfile); daphne is what `make run` serves.
     parser.add_argument("--asgi-server", choices=("daphne", "uvicorn"),
                         default=os.environ.get("BENCH_ASGI_SERVER", "uvicorn"))
-    # 3 daphne processes measured best on 2 cores at 200 messages/s (p99 204 ms against 440 ms with 2).
-    parser.add_argument("--servers", type=int, default=int(os.environ.get("BENCH_SERVERS", 3)))
+    # Default: uvicorn, one process per core (on 2 cores, 2 beat 3 in every phase of `send`, and in `peak`);
+    # daphne, 3 (measured best on 2 cores at 200 messages/s: p99 204 ms against 440 ms with 2).
+    parser.add_argument("--servers", type=int, default=int(os.environ["BENCH_SERVERS"])
+                        if os.environ.get("BENCH_SERVERS") else None)
     # 2 workers of 32 threads measured better than 1 of 64 for `ai` (overhead p95 92 ms against 103 ms).
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 2)))
     parser.add_argument("--worker-threads", type=int, default=int(os.environ.get("BENCH_WORKER_THREADS", 32)))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     args = parser.parse_args(argv)
+    if args.servers is None:
+        args.servers = len(os.sched_getaffinity(0)) if args.asgi_server == "uvicorn" else 3
     scenarios = args.scenarios or list(SCENARIOS)
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
