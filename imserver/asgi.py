@@ -1,7 +1,6 @@
 """ASGI entry point: HTTP through Django (an API client's send on the event loop: chat.gate), WebSocket through
 the chat consumer."""
 import asyncio
-import gc
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +54,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from chat.gate import SendGate  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 from imserver import publish  # noqa: E402
+from imserver.gcfreeze import freeze_loaded  # noqa: E402
 
 
 class Application(ProtocolTypeRouter):
@@ -66,10 +66,4 @@ class Application(ProtocolTypeRouter):
 
 
 application = Application({"http": SendGate(django_asgi_app), "websocket": websocket_application})
-
-if settings.ASGI_GC_FREEZE:
-    # What the process has loaded to serve lives as long as it does. Frozen, it is left out of the collector's
-    # full passes, which otherwise walk all of it with the event loop stopped (60-100 ms, every 20 s or so under
-    # load: every push in flight waits that long).
-    gc.collect()
-    gc.freeze()
+freeze_loaded()

@@ -113,8 +113,8 @@ if ASGI_SERVER not in ("daphne", "uvicorn"):
 ASGI_IDLE_THREADS = env.int("ASGI_IDLE_THREADS", default=32)
 # Seconds a thread of a server process runs before Python offers the GIL to another (Python's default 0.005).
 ASGI_SWITCH_INTERVAL = env.float("ASGI_SWITCH_INTERVAL", default=0.001)
-# Freeze what the server process loaded at start out of the garbage collector's full passes (imserver.asgi).
-ASGI_GC_FREEZE = env.bool("ASGI_GC_FREEZE", default=True)
+# Freeze what a server process loaded at start out of the garbage collector's full passes (imserver.gcfreeze).
+GC_FREEZE = env.bool("GC_FREEZE", default=True)
 
 TEMPLATES = [
     {

@@ -1,4 +1,4 @@
-"""A server process freezes what it loaded to serve (ASGI_GC_FREEZE): the collector's full passes, which stop the
+"""A server process freezes what it loaded to serve (GC_FREEZE): the collector's full passes, which stop the
 event loop and with it every push in flight, then walk only what came after the start, not all of Django."""
 import os
 import subprocess
@@ -25,5 +25,5 @@ def test_what_the_server_loaded_is_left_out_of_full_collections():
 
 
 def test_with_the_freeze_off_a_full_collection_walks_everything():
-    frozen, walked = _loaded(ASGI_GC_FREEZE="false")
+    frozen, walked = _loaded(GC_FREEZE="false")
     assert frozen == 0 and walked > 100_000
