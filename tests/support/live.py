@@ -504,10 +504,10 @@ def procfile_default(name: str) -> str:
 
 class ProductionServer(Server):
     """A server started with the web command of deploy/Procfile (--proxy-headers, the WebSocket pings), as it runs
-    behind nginx in production."""
+    behind nginx in production; on TEST_ASGI_SERVER's engine when set, as the other servers the tests start."""
 
     def __init__(self, log_dir: Path, name: str, engine: str | None = None, **env):
-        self.engine = engine or procfile_default("ASGI_SERVER")
+        self.engine = engine or ENGINE or procfile_default("ASGI_SERVER")
         self.port = free_port()
         self.url, self.ws_url = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
         # Settings the command line takes (WS_PING_INTERVAL) are read from `env` as honcho's shell would.
