@@ -64,7 +64,7 @@ def test_gaps_closed_by_their_pushes_in_time_are_not_read_from_the_database(
         doctor, patient, quiet_group, settings, monkeypatch):
     """Under load some push of a busy group is nearly always held: only a gap open for WS_PUSH_REORDER_WAIT is
     read, not whatever happens to be held when the first gap's wait ends."""
-    settings.WS_PUSH_REORDER_WAIT = 2.0
+    settings.WS_PUSH_REORDER_WAIT = 3.0
     reads = []
     since = ChatConsumer._since
 
@@ -78,10 +78,10 @@ def test_gaps_closed_by_their_pushes_in_time_are_not_read_from_the_database(
         async with connected(patient) as ws:
             one, two, three, four = await db(store_unpushed)(quiet_group, doctor, "1", "2", "3", "4")
             await push(two)  # held: 1 is missing
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.5)
             await push(one)  # that gap closes
             await push(four)  # a new one opens: 3 is missing, and is still missing when 2's wait would end
-            await asyncio.sleep(1.6)
+            await asyncio.sleep(2.0)  # past 2's wait (3 s after it came), within 4's
             await push(three)
             frames = [await receive(ws) for _ in range(4)]
             await nothing(ws)
