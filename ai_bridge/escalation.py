@@ -44,9 +44,10 @@ def ai_escalate(*, record: AIInteractionRecord, reason: str, language: str = "en
         audit(action="ai_record.escalate", target=record.record_id,
               details={"group_id": record.group.group_id, "reason": storable_text(reason)})
         notices = settings.AI_ESCALATION_NOTICES
-        message_send(sender=ai_assistant_ensure(group=record.group), group=record.group,
-                     content=notices.get(language) or notices["en"], msg_type=MsgType.SYSTEM,
-                     client_msg_id=f"esc:{record.record_id}", reply_to=record.user_message, via="ai")
+        assistant, role = ai_assistant_ensure(group=record.group)
+        message_send(sender=assistant, group=record.group, content=notices.get(language) or notices["en"],
+                     msg_type=MsgType.SYSTEM, client_msg_id=f"esc:{record.record_id}", reply_to=record.user_message,
+                     via="ai", sender_role=role)
         delivery = None
         if settings.ESCALATION_WEBHOOK_URL:
             delivery = EscalationDelivery.objects.create(record=record, url=settings.ESCALATION_WEBHOOK_URL)

@@ -3,6 +3,7 @@ import time
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from ai_bridge import client
@@ -10,7 +11,7 @@ from ai_bridge.models import AIInteractionRecord, Status
 from ai_bridge.storable import storable_json, storable_text
 from chat import realtime
 from chat.models import Message, MsgType
-from chat.services import message_send
+from chat.services import READ_ROLE, message_send
 from groups.models import AIMode, ChatGroup, GroupMember
 from groups.services import member_add
 from imserver import publish
@@ -20,14 +21,16 @@ from users.models import Role, User
 from users.services import user_create
 
 
-def ai_assistant_ensure(*, group: ChatGroup) -> User:
-    """The group's AI_ASSISTANT member, the default assistant account joining first when there is none.
+def ai_assistant_ensure(*, group: ChatGroup) -> tuple[User, str | object]:
+    """(the group's AI_ASSISTANT member, its in-group role to send with): the default assistant account joins
+    first when there is none. The role is READ_ROLE (message_send reads it) when that account was a member of
+    the group already, in some other role.
 
     Race-free: of two first replies at once, one adds the member and the other finds it (the unique member)."""
     member = (GroupMember.objects.filter(group=group, user_role=Role.AI_ASSISTANT)
               .select_related("user").order_by("id").first())
     if member is not None:
-        return member.user
+        return member.user, Role.AI_ASSISTANT
     assistant = User.objects.filter(username=settings.AI_ASSISTANT_USERNAME).first()
     if assistant is None:
         try:
@@ -37,33 +40,51 @@ def ai_assistant_ensure(*, group: ChatGroup) -> User:
     try:
         member_add(group=group, user=assistant, user_role=Role.AI_ASSISTANT)
     except AlreadyMember:
-        pass
-    return assistant
+        return assistant, READ_ROLE
+    return assistant, Role.AI_ASSISTANT
 
 
-def ai_hearing(*, group_id: int, after_seq: int | None = None, lock: bool = False) -> tuple[str | None, str | None]:
+def ai_hearing(*, group_id: int, after_seq: int | None = None, lock: bool = False,
+               read: ChatGroup | None = None) -> tuple[str | None, str | None]:
     """(why an answer must not reach the group now, or None; the group's AI mode): switched off, paused, or
-    (after `after_seq`) a doctor wrote.
+    (after `after_seq`) a doctor wrote. `read`: the group as the caller has just read it, judged as it is
+    (without `after_seq` or `lock`).
 
     With `lock`, the group's row is held to the end of the transaction: a doctor's message, a switch-off or a
-    pause either committed before this check (and is seen) or waits for what follows it."""
-    groups = ChatGroup.objects.filter(pk=group_id)
-    group = (groups.select_for_update() if lock else groups).values("ai_mode", "ai_paused").first()
+    pause either committed before this check (and is seen) or waits for what follows it. The doctor's messages
+    are then read in a statement of their own, after the lock: one statement's snapshot predates its wait for
+    the lock. Without, one statement reads both."""
+    if read is not None:
+        return _silence(read.ai_mode, read.ai_paused), read.ai_mode
+    groups, fields = ChatGroup.objects.filter(pk=group_id), ["ai_mode", "ai_paused"]
+    doctors = None if after_seq is None else Message.objects.filter(group_id=group_id, seq__gt=after_seq,
+                                                                    from_role=Role.DOCTOR)
+    if lock:
+        groups = groups.select_for_update()
+    elif doctors is not None:
+        groups, fields = groups.annotate(doctor_wrote=Exists(doctors)), [*fields, "doctor_wrote"]
+    group = groups.values(*fields).first()
     if group is None:
         return "the group no longer exists", None
-    if group["ai_mode"] == AIMode.OFF:
-        return "the AI was switched off in this group", group["ai_mode"]
-    if group["ai_paused"]:
-        return "an escalation waits for a doctor", group["ai_mode"]
-    if after_seq is not None and Message.objects.filter(group_id=group_id, seq__gt=after_seq,
-                                                        from_role=Role.DOCTOR).exists():
-        return "a doctor wrote in the group after the patient's message", group["ai_mode"]
-    return None, group["ai_mode"]
+    reason = _silence(group["ai_mode"], group["ai_paused"])
+    if reason is None and doctors is not None and (
+            group["doctor_wrote"] if "doctor_wrote" in group else doctors.exists()):
+        reason = "a doctor wrote in the group after the patient's message"
+    return reason, group["ai_mode"]
 
 
-def ai_why_silent(*, group_id: int, after_seq: int | None = None, lock: bool = False) -> str | None:
+def _silence(ai_mode: str, ai_paused: bool) -> str | None:
+    if ai_mode == AIMode.OFF:
+        return "the AI was switched off in this group"
+    if ai_paused:
+        return "an escalation waits for a doctor"
+    return None
+
+
+def ai_why_silent(*, group_id: int, after_seq: int | None = None, lock: bool = False,
+                  read: ChatGroup | None = None) -> str | None:
     """Why an answer must not reach the group now (see ai_hearing), or None."""
-    return ai_hearing(group_id=group_id, after_seq=after_seq, lock=lock)[0]
+    return ai_hearing(group_id=group_id, after_seq=after_seq, lock=lock, read=read)[0]
 
 
 def ai_record_suppress(*, record: AIInteractionRecord, reason: str, answer: client.AIAnswer | None = None) -> bool:
@@ -81,11 +102,13 @@ def ai_record_suppress(*, record: AIInteractionRecord, reason: str, answer: clie
 
 def reply_post(*, record: AIInteractionRecord, content: str, answer: client.AIAnswer | None = None,
                 reviewed_by: User | None = None) -> Message:
-    """Post the reply as the group's assistant and close the record as SUCCESS (inside the record's lock)."""
-    assistant = ai_assistant_ensure(group=record.group)
+    """Post the reply as the group's assistant and close the record as SUCCESS (inside the record's lock; only
+    the fields it sets are written, so that a record read before its attempt began keeps what that stored)."""
+    assistant, role = ai_assistant_ensure(group=record.group)
     # The record id as client_msg_id makes a second post impossible even without the lock.
     reply, _ = message_send(sender=assistant, group=record.group, content=content, msg_type=MsgType.AI_REPLY,
-                            client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message, via="ai")
+                            client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message, via="ai",
+                            sender_role=role)
     record.ai_message = reply
     record.status = Status.SUCCESS
     record.error_message = ""
@@ -94,7 +117,8 @@ def reply_post(*, record: AIInteractionRecord, content: str, answer: client.AIAn
         record.response_body = storable_json(answer.response_body)
     if reviewed_by is not None:
         record.reviewed_by, record.reviewed_at = reviewed_by, timezone.now()
-    record.save()
+    record.save(update_fields=["ai_message", "status", "error_message", "duration_ms", "response_body",
+                               "reviewed_by", "reviewed_at", "updated_at"])
     return reply
 
 
@@ -116,8 +140,8 @@ class DeltaRelay:
     def __init__(self, record: AIInteractionRecord):
         self.record = record
         self.group_id = record.group.group_id
-        self.doctors_only = ChatGroup.objects.filter(pk=record.group_id).values_list(
-            "ai_mode", flat=True).first() == AIMode.REVIEW
+        # Read with the first frame's check, before anything is pushed; from then on only ever turned on.
+        self.doctors_only = False
         self.started = time.monotonic()
         self.index, self.pending, self.sent_at = 0, "", 0.0
 
@@ -126,18 +150,20 @@ class DeltaRelay:
             AI_FIRST_DELTA.labels(settings.AI_SERVICE_PROTOCOL).observe(time.monotonic() - self.started)
         self.pending += text
         if time.monotonic() - self.sent_at >= settings.AI_STREAM_FRAME_MS / 1000:
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                if not connection.in_atomic_block:
+                    connection.close()  # back to the pool while the stream goes on
 
     def flush(self) -> None:
         """Push what has come since the last frame (raises client.StreamStopped when the group went silent)."""
         if not self.pending:
             return
         reason, mode = ai_hearing(group_id=self.record.group_id, after_seq=self.record.user_message.seq)
-        if not connection.in_atomic_block:
-            connection.close()  # back to the pool while the stream goes on
         if reason is not None:
             raise client.StreamStopped(reason)
-        # Switched to review mid-stream: from now on the answer is a draft, for the doctors' eyes only.
+        # In review mode (or switched to it mid-stream) the answer is a draft, for the doctors' eyes only.
         self.doctors_only = self.doctors_only or mode == AIMode.REVIEW
         frame = {"type": "ai_delta", "group_id": self.group_id, "record_id": self.record.record_id,
                  "user_message_id": self.record.user_message.message_id, "index": self.index, "text": self.pending}

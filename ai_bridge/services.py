@@ -14,11 +14,11 @@ from ai_bridge import client, triage
 from ai_bridge.escalation import ai_escalate
 from ai_bridge.inprocess import run_local
 from ai_bridge.models import AIInteractionRecord, Status
-from ai_bridge.posting import ai_record_suppress, ai_why_silent, reply_post, status_push
+from ai_bridge.posting import ai_hearing, ai_record_suppress, ai_why_silent, reply_post, status_push
 from ai_bridge.review import ai_draft_hold, ai_drafts_expire
 from ai_bridge.storable import storable_json, storable_text
 from chat.models import Message, MsgType
-from groups.models import AIMode, ChatGroup
+from groups.models import AIMode
 from imserver.metrics import AI_OUTCOMES
 
 logger = logging.getLogger(__name__)
@@ -62,15 +62,18 @@ def ai_history(*, message: Message) -> list[dict]:
 
 def ai_record_start(*, record: AIInteractionRecord) -> dict | float | None:
     """Begin a record's first attempt: the request body; or the seconds until its burst may have ended; or None
-    when there is nothing to call (suppressed, answered by a later message of its burst, settled elsewhere).
+    when there is nothing to call (suppressed, answered by a later message of its burst, settled or started
+    elsewhere).
 
     The burst is decided in the database, under the locks of the group's waiting records, so that any number of
     workers agree: the newest waiting record answers for the older ones (COALESCED, `answered_by` it)."""
-    reason = ai_why_silent(group_id=record.group_id)
+    reason = ai_why_silent(group_id=record.group_id, read=record.group)  # read with the record, just before
     if reason is not None:  # no call for a group already switched off or paused
         ai_record_suppress(record=record, reason=reason)
         return None
     window = timedelta(seconds=settings.AI_COALESCE_SECONDS)
+    if not window:  # no window, no coalescing: each record answers for itself alone
+        return ai_attempt_begin(record=record)
     wait = (record.created_at + window - timezone.now()).total_seconds()
     if wait > 0:
         return wait
@@ -80,8 +83,7 @@ def ai_record_start(*, record: AIInteractionRecord) -> dict | float | None:
             return None  # answered for by a later message of its burst, or started by another delivery
         if any(w.pk > record.pk and w.created_at - record.created_at <= window for w in waiting):
             return None  # a later message of the same burst answers for this one
-        # No window (AI_COALESCE_SECONDS 0) is no coalescing: each record answers for itself alone.
-        older = [w.pk for w in waiting if w.pk < record.pk] if window else []
+        older = [w.pk for w in waiting if w.pk < record.pk]
         if older:
             AIInteractionRecord.objects.filter(pk__in=older).update(
                 status=Status.COALESCED, answered_by=record, updated_at=timezone.now())
@@ -98,15 +100,19 @@ def ai_attempt_retry(*, record: AIInteractionRecord) -> dict | None:
     return ai_attempt_begin(record=record)
 
 
-def ai_attempt_begin(*, record: AIInteractionRecord) -> dict:
-    """Count an attempt, tell the group the AI is thinking, and build the request body."""
+def ai_attempt_begin(*, record: AIInteractionRecord) -> dict | None:
+    """Count an attempt, tell the group the AI is thinking, and build the request body; None when another
+    delivery of the task counted this attempt first, or the record was settled meanwhile (nothing to call)."""
     message = record.user_message
     body = client.request_body(message=message.content, history=ai_history(message=message),
                                group_id=record.group.group_id, user_id=message.sender.user_id,
                                message_id=message.message_id)
-    AIInteractionRecord.objects.filter(pk=record.pk).update(
+    counted = AIInteractionRecord.objects.filter(
+        pk=record.pk, status=Status.PROCESSING, attempts=record.attempts).update(
         attempts=record.attempts + 1, request_body=storable_json(body), service_url=client.endpoint(),
         updated_at=timezone.now())
+    if not counted:
+        return None
     record.attempts += 1
     status_push(record, "thinking")
     return body
@@ -117,10 +123,11 @@ def ai_answer_handle(*, record: AIInteractionRecord, answer: client.AIAnswer) ->
 
     Decided under the record's lock and then the group's, just before anything reaches the patient."""
     with transaction.atomic():
-        locked = AIInteractionRecord.objects.select_for_update().get(pk=record.pk)
-        if locked.status != Status.PROCESSING:
+        status = AIInteractionRecord.objects.select_for_update().filter(pk=record.pk).values_list(
+            "status", flat=True).first()
+        if status != Status.PROCESSING:
             return None
-        reason = ai_why_silent(group_id=record.group_id, after_seq=record.user_message.seq, lock=True)
+        reason, mode = ai_hearing(group_id=record.group_id, after_seq=record.user_message.seq, lock=True)
         if reason is not None:
             ai_record_suppress(record=record, reason=reason, answer=answer)
             return None
@@ -129,11 +136,10 @@ def ai_answer_handle(*, record: AIInteractionRecord, answer: client.AIAnswer) ->
                         draft=answer.reply, answer=answer)
             return None
         content = storable_text(answer.reply, settings.AI_MAX_REPLY_CHARS).strip()
-        mode = ChatGroup.objects.filter(pk=record.group_id).values_list("ai_mode", flat=True).first()
         if mode == AIMode.REVIEW:
-            ai_draft_hold(record=locked, content=content, answer=answer)
+            ai_draft_hold(record=record, content=content, answer=answer)
             return None
-        return reply_post(record=locked, content=content, answer=answer)
+        return reply_post(record=record, content=content, answer=answer)
 
 
 def ai_record_fail(*, record: AIInteractionRecord, reason: str, response_body=None, notify: bool = True) -> None:

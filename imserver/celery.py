@@ -1,13 +1,16 @@
 """The Celery application; its settings are the CELERY_* names in imserver/settings.py."""
+import logging
 import os
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_shutdown
 
 from imserver import publish
 from imserver.requestid import new_request_id, request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("imserver")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -40,3 +43,13 @@ def _request_id_done(task_id=None, **kwargs):
 def _publish_from_own_loop(**kwargs):
     """A worker's pushes (AI replies, AI status) share one event loop and its Redis connections."""
     publish.publish_from_own_loop()
+
+
+@worker_shutdown.connect
+def _pushes_sent(**kwargs):
+    """The last tasks' pushes leave before the worker does (its pushes are not waited for as they are made)."""
+    from django.conf import settings
+
+    unsent = publish.pushes_drain(timeout=settings.REDIS_SOCKET_TIMEOUT * 2)
+    if unsent:
+        logger.warning("%s pushes were still unsent at shutdown", unsent)

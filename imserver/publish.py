@@ -1,6 +1,7 @@
 """Channel-layer names and publishing, below every app: the pushes that need no app's models (membership, read
 receipts, typing and AI status, closing a user's connections) are here; chat.realtime adds the message pushes."""
 import asyncio
+import concurrent.futures
 import functools
 import json
 import logging
@@ -9,7 +10,6 @@ import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 
 logger = logging.getLogger(__name__)
 _own_loop_wanted = False
@@ -17,15 +17,25 @@ _server_loop: asyncio.AbstractEventLoop | None = None  # the ASGI server's event
 _publisher: tuple[int, asyncio.AbstractEventLoop] | None = None  # (pid, loop): a forked child starts its own
 _publisher_lock = threading.Lock()
 _publishing: set[asyncio.Task] = set()  # the pushes the server's loop is sending now
+_handed: set[concurrent.futures.Future] = set()  # the pushes handed to the process's own loop, not yet sent
 
 
 def publish_from_own_loop() -> None:
-    """Publish through one event loop that lives as long as the process (for Celery workers).
+    """Publish through one event loop that lives as long as the process (for Celery workers), handing each push
+    to it without waiting, as a server's threads do: a task goes on (to the AI call, to the next piece of a
+    stream) while Redis takes the push. Pushes of one thread keep their order, as on a server.
 
     Outside a server there is no event loop for async_to_sync to return to, so each push would run in a loop of
     its own, and the Redis channel layer would open (and drop) its connections for every one of them."""
     global _own_loop_wanted
     _own_loop_wanted = True
+
+
+def pushes_drain(timeout: float) -> int:
+    """Wait up to `timeout` seconds for the pushes handed to the process's own loop (a worker about to exit);
+    how many were still unsent then."""
+    pending = list(_handed)
+    return len(concurrent.futures.wait(pending, timeout=timeout).not_done) if pending else 0
 
 
 def publish_on(loop: asyncio.AbstractEventLoop) -> None:
@@ -85,8 +95,10 @@ def publish(channel_group: str, event: dict) -> None:
             return
     try:
         if _own_loop_wanted:
-            asyncio.run_coroutine_threadsafe(layer.group_send(channel_group, event), _publisher_loop()).result(
-                timeout=settings.REDIS_SOCKET_TIMEOUT * 2)
+            future = asyncio.run_coroutine_threadsafe(layer.group_send(channel_group, event), _publisher_loop())
+            _handed.add(future)
+            future.add_done_callback(_handed.discard)
+            future.add_done_callback(functools.partial(_publish_done, channel_group))
         else:
             async_to_sync(layer.group_send)(channel_group, event)
     except Exception:  # noqa: BLE001 - a push failure never undoes a stored message; clients sync.

@@ -1,12 +1,14 @@
 """Retries, give-ups and idempotency of the AI task against the reference service misbehaving."""
 import threading
+import time
 
 import pytest
 
-from ai_bridge import tasks
+from ai_bridge import services, tasks
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.models import Message, MsgType
 from chat.services import message_send
+from groups.models import AIMode, ChatGroup
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,3 +110,19 @@ def test_stale_processing_records_are_dispatched_again(ai_service, care_group, p
     call_command("ai_sweep")
     wait_for(lambda: AIInteractionRecord.objects.filter(pk=record.pk, status=Status.SUCCESS).exists())
     assert Message.objects.filter(msg_type=MsgType.AI_REPLY).count() == 1
+
+
+@pytest.mark.parametrize("window", [0, 0.05], ids=["no window", "a burst window"])
+def test_two_deliveries_starting_one_record_count_one_attempt(ai_service, care_group, patient, settings, window):
+    settings.AI_COALESCE_SECONDS = window
+    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.OFF)  # nothing dispatches this message
+    message, _ = message_send(sender=patient, group=ChatGroup.objects.get(pk=care_group.pk), content="start me once")
+    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.AUTO)
+    record = AIInteractionRecord.objects.create(group=care_group, user_message=message)  # as ai_record_open does
+    time.sleep(window * 2)  # the burst window is over
+    first, second = (AIInteractionRecord.objects.select_related("group", "user_message__sender").get(pk=record.pk)
+                     for _ in range(2))  # two deliveries of its task, both read before either starts
+    assert services.ai_record_start(record=first)["message"] == "start me once"
+    assert services.ai_record_start(record=second) is None  # started by the other delivery: no second call
+    stored = AIInteractionRecord.objects.get(pk=record.pk)
+    assert stored.attempts == 1 and stored.status == Status.PROCESSING
