@@ -135,7 +135,8 @@ def status_push(record: AIInteractionRecord, status: str) -> None:
 class DeltaRelay:
     """Pushes a streamed answer to the group as it is written: `ai_delta` frames, at most one per record every
     AI_STREAM_FRAME_MS (pieces in between are joined), to the group's members, or to its doctors only in review
-    mode. Before each frame it checks that the group may still hear the AI, and stops the stream when not."""
+    mode. Before each frame it checks that the group may still hear the AI, and stops the stream when not; what
+    is left when the stream ends leaves with the answer (flush_checked)."""
 
     def __init__(self, record: AIInteractionRecord):
         self.record = record
@@ -163,6 +164,16 @@ class DeltaRelay:
         reason, mode = ai_hearing(group_id=self.record.group_id, after_seq=self.record.user_message.seq)
         if reason is not None:
             raise client.StreamStopped(reason)
+        self._push(mode)
+
+    def flush_checked(self, mode: str) -> None:
+        """The last piece, once the answer's own checks have passed under the locks (the group's AI mode then):
+        pushed after the answer commits, before what it commits. The deltas a member saw add up to the whole
+        answer, and nothing of an answer that was not posted leaves after those checks."""
+        if self.pending:
+            transaction.on_commit(lambda: self._push(mode))
+
+    def _push(self, mode: str) -> None:
         # In review mode (or switched to it mid-stream) the answer is a draft, for the doctors' eyes only.
         self.doctors_only = self.doctors_only or mode == AIMode.REVIEW
         frame = {"type": "ai_delta", "group_id": self.group_id, "record_id": self.record.record_id,

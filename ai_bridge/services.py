@@ -14,7 +14,7 @@ from ai_bridge import client, triage
 from ai_bridge.escalation import ai_escalate
 from ai_bridge.inprocess import run_local
 from ai_bridge.models import AIInteractionRecord, Status
-from ai_bridge.posting import ai_hearing, ai_record_suppress, ai_why_silent, reply_post, status_push
+from ai_bridge.posting import DeltaRelay, ai_hearing, ai_record_suppress, ai_why_silent, reply_post, status_push
 from ai_bridge.review import ai_draft_hold, ai_drafts_expire
 from ai_bridge.storable import storable_json, storable_text
 from chat.models import Message, MsgType
@@ -118,8 +118,10 @@ def ai_attempt_begin(*, record: AIInteractionRecord) -> dict | None:
     return body
 
 
-def ai_answer_handle(*, record: AIInteractionRecord, answer: client.AIAnswer) -> Message | None:
-    """What becomes of the AI's answer: suppressed, escalated, a draft for review, or the posted reply.
+def ai_answer_handle(*, record: AIInteractionRecord, answer: client.AIAnswer,
+                     relay: DeltaRelay | None = None) -> Message | None:
+    """What becomes of the AI's answer: suppressed, escalated, a draft for review, or the posted reply; `relay`
+    the stream's, whose last piece leaves only with a draft or a reply.
 
     Decided under the record's lock and then the group's, just before anything reaches the patient."""
     with transaction.atomic():
@@ -136,6 +138,8 @@ def ai_answer_handle(*, record: AIInteractionRecord, answer: client.AIAnswer) ->
                         draft=answer.reply, answer=answer)
             return None
         content = storable_text(answer.reply, settings.AI_MAX_REPLY_CHARS).strip()
+        if relay is not None:
+            relay.flush_checked(mode)
         if mode == AIMode.REVIEW:
             ai_draft_hold(record=record, content=content, answer=answer)
             return None

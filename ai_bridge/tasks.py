@@ -44,8 +44,7 @@ def step(record_id: str) -> float | None:
     if not connection.in_atomic_block:
         connection.close()
     try:
-        answer = client.ai_call(body, on_delta=relay)
-        relay.flush()  # the last piece: the deltas a member saw add up to the whole answer
+        answer = client.ai_call(body, on_delta=relay)  # its last piece leaves with the answer
     except client.StreamStopped as stop:  # a doctor took over while the answer was being written
         posting.ai_record_suppress(record=record, reason=stop.reason)
         return None
@@ -57,7 +56,7 @@ def step(record_id: str) -> float | None:
         services.ai_record_fail(record=record, reason=reason, response_body=exc.body)
         return None
     try:
-        if services.ai_answer_handle(record=record, answer=answer) is not None:
+        if services.ai_answer_handle(record=record, answer=answer, relay=relay) is not None:
             AI_REPLY_STORED.labels(settings.AI_SERVICE_PROTOCOL).observe(time.monotonic() - relay.started)
     except Exception as exc:  # noqa: BLE001 - whatever happens after the call, the record never stays PROCESSING
         logger.exception("AI record %s: the answer could not be handled", record_id)

@@ -1,0 +1,37 @@
+"""What one AI answer costs the worker: a fixed, small number of statements from the patient's record to the
+posted reply, streamed, with every check of the clinical-safety path still made."""
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from ai_bridge import tasks
+from ai_bridge.models import AIInteractionRecord, Status
+from chat.services import message_send
+from groups.models import AIMode, ChatGroup
+from tests.core.test_message_send_cost import TRANSACTION_CONTROL, store_statements
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The record with its group and message; the history; the attempt claimed (a conditional UPDATE); the check before
+# the first streamed piece (the group and a doctor's later message in one statement); then, under the locks, the
+# record's status, the group's row, a doctor's later message, the assistant, the reply's store, and the record.
+STEP_STATEMENTS = 9
+
+
+def test_a_streamed_answer_costs_a_fixed_number_of_statements(ai_service, care_group, patient, settings):
+    settings.AI_SERVICE_STREAM = True
+    message_send(sender=patient, group=care_group, content="warm-up")  # answered in-process: the assistant joins
+    wait_for(lambda: AIInteractionRecord.objects.filter(status=Status.SUCCESS).exists())
+    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.OFF)  # nothing dispatches this message
+    question, _ = message_send(sender=patient, group=ChatGroup.objects.get(pk=care_group.pk), content="how often?")
+    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.AUTO)
+    record = AIInteractionRecord.objects.create(group=care_group, user_message=question)  # as ai_record_open does
+
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.step(record.record_id) is None
+
+    record.refresh_from_db()
+    assert record.status == Status.SUCCESS and record.ai_message.content.startswith("Reference AI reply to: how often?")
+    sent = [q["sql"] for q in queries if not q["sql"].startswith(TRANSACTION_CONTROL)]
+    assert len(sent) == STEP_STATEMENTS + store_statements(), "\n".join(sent)
