@@ -66,7 +66,8 @@ def ai_record_start(*, record: AIInteractionRecord) -> dict | float | None:
     elsewhere).
 
     The burst is decided in the database, under the locks of the group's waiting records, so that any number of
-    workers agree: the newest waiting record answers for the older ones (COALESCED, `answered_by` it)."""
+    workers agree: the newest waiting record answers for the older ones (COALESCED, `answered_by` it). With no
+    window there is no burst, and the attempt's conditional update alone decides which delivery calls."""
     reason = ai_why_silent(group_id=record.group_id, read=record.group)  # read with the record, just before
     if reason is not None:  # no call for a group already switched off or paused
         ai_record_suppress(record=record, reason=reason)
