@@ -8,7 +8,7 @@ from ai_bridge import services, tasks
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.models import Message, MsgType
 from chat.services import message_send
-from groups.models import AIMode, ChatGroup
+from tests.support.ai import record_undispatched
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -115,10 +115,7 @@ def test_stale_processing_records_are_dispatched_again(ai_service, care_group, p
 @pytest.mark.parametrize("window", [0, 0.05], ids=["no window", "a burst window"])
 def test_two_deliveries_starting_one_record_count_one_attempt(ai_service, care_group, patient, settings, window):
     settings.AI_COALESCE_SECONDS = window
-    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.OFF)  # nothing dispatches this message
-    message, _ = message_send(sender=patient, group=ChatGroup.objects.get(pk=care_group.pk), content="start me once")
-    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.AUTO)
-    record = AIInteractionRecord.objects.create(group=care_group, user_message=message)  # as ai_record_open does
+    record = record_undispatched(group=care_group, sender=patient, content="start me once")
     time.sleep(window * 2)  # the burst window is over
     first, second = (AIInteractionRecord.objects.select_related("group", "user_message__sender").get(pk=record.pk)
                      for _ in range(2))  # two deliveries of its task, both read before either starts

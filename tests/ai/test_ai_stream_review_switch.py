@@ -7,8 +7,9 @@ from ai_bridge.models import AIInteractionRecord, Status
 from ai_bridge.posting import DeltaRelay
 from ai_bridge.services import ai_answer_handle
 from chat.services import message_send
-from groups.models import AIMode, ChatGroup
+from groups.models import ChatGroup
 from groups.services import group_update
+from tests.support.ai import record_undispatched
 from tests.support.ws import connected, db, nothing, receive, run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_channel_layer")]
@@ -42,11 +43,7 @@ def test_a_switch_to_review_mid_stream_hides_the_rest_from_the_patient(doctor, p
 
 def test_the_last_piece_of_a_stream_a_doctor_overtook_never_leaves(doctor, patient, care_group, settings):
     settings.AI_STREAM_FRAME_MS = 60_000  # the first piece leaves at once, the rest waits for the answer
-    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.OFF)  # nothing dispatches this message
-    question, _ = message_send(sender=patient, group=ChatGroup.objects.get(pk=care_group.pk), content="may I run?")
-    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.AUTO)
-    record = AIInteractionRecord.objects.create(group=care_group, user_message=question)  # as ai_record_open does
-    record = AIInteractionRecord.objects.select_related("group", "user_message__sender").get(pk=record.pk)
+    record = record_undispatched(group=care_group, sender=patient, content="may I run?")
     relay = DeltaRelay(record)
     answer = AIAnswer(reply="Yes, run daily.", status_code=200, duration_ms=5)
 

@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 from ai_bridge import tasks
 from ai_bridge.models import AIInteractionRecord, Status
 from chat.services import message_send
-from groups.models import AIMode, ChatGroup
 from tests.core.test_message_send_cost import TRANSACTION_CONTROL, store_statements
+from tests.support.ai import record_undispatched
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,10 +23,7 @@ def test_a_streamed_answer_costs_a_fixed_number_of_statements(ai_service, care_g
     settings.AI_SERVICE_STREAM = True
     message_send(sender=patient, group=care_group, content="warm-up")  # answered in-process: the assistant joins
     wait_for(lambda: AIInteractionRecord.objects.filter(status=Status.SUCCESS).exists())
-    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.OFF)  # nothing dispatches this message
-    question, _ = message_send(sender=patient, group=ChatGroup.objects.get(pk=care_group.pk), content="how often?")
-    ChatGroup.objects.filter(pk=care_group.pk).update(ai_mode=AIMode.AUTO)
-    record = AIInteractionRecord.objects.create(group=care_group, user_message=question)  # as ai_record_open does
+    record = record_undispatched(group=care_group, sender=patient, content="how often?")
 
     with CaptureQueriesContext(connection) as queries:
         assert tasks.step(record.record_id) is None

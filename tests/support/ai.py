@@ -36,3 +36,18 @@ def red_flags(db):
     from ai_bridge.triage import triage_defaults_install
 
     triage_defaults_install()
+
+
+def record_undispatched(*, group, sender, content: str):
+    """A patient's message and its open record, as ai_record_open makes them, but with no task started for it: the
+    test drives the record itself (the message is stored while the group's AI is off, which opens no record)."""
+    from ai_bridge.models import AIInteractionRecord
+    from chat.services import message_send
+    from groups.models import AIMode, ChatGroup
+
+    mode = ChatGroup.objects.filter(pk=group.pk).values_list("ai_mode", flat=True).get()
+    ChatGroup.objects.filter(pk=group.pk).update(ai_mode=AIMode.OFF)
+    message, _ = message_send(sender=sender, group=ChatGroup.objects.get(pk=group.pk), content=content)
+    ChatGroup.objects.filter(pk=group.pk).update(ai_mode=mode)
+    record = AIInteractionRecord.objects.create(group=group, user_message=message)
+    return AIInteractionRecord.objects.select_related("group", "user_message__sender").get(pk=record.pk)
