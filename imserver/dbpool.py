@@ -1,7 +1,15 @@
-"""The PostgreSQL connection pool's answer to an unreachable server (Django's OPTIONS["pool"])."""
-import psycopg
+"""Django's PostgreSQL connection pool (OPTIONS["pool"]): its answer to an unreachable server, and its check of a
+connection before lending it."""
+import time
+import weakref
 
-from imserver.patches import async_pool_waiting_fail, pool_waiting_fail
+import psycopg
+from django.db.backends.signals import connection_created
+from psycopg_pool import ConnectionPool
+
+from imserver.patches import async_pool_waiting_fail, pool_check_set, pool_waiting_fail
+
+_returned: "weakref.WeakKeyDictionary[psycopg.Connection, float]" = weakref.WeakKeyDictionary()
 
 
 def pool_unreachable(pool) -> None:
@@ -19,3 +27,30 @@ async def async_pool_unreachable(pool) -> None:
     exc = psycopg.OperationalError(f"could not connect to the database (pool {pool.name!r})")
     await async_pool_waiting_fail(pool, exc)
     await pool.drain()
+
+
+def pool_returned(conn: psycopg.Connection) -> None:
+    """The pool's `reset`: when a healthy connection came back (a connection the pool finds broken is not reset)."""
+    _returned[conn] = time.monotonic()
+
+
+def pool_check(conn: psycopg.Connection) -> None:
+    """The check before a connection is lent: a round trip to the server (raises when the connection is dead, and
+    the pool tries another), unless the connection came back less than DB_POOL_CHECK_DELAY seconds ago, as
+    pgbouncer's server_check_delay. Under load, that is every checkout: no round trip per request or task."""
+    from django.conf import settings  # this module is imported by the settings
+
+    returned = _returned.get(conn)
+    if returned is not None and time.monotonic() - returned < settings.DB_POOL_CHECK_DELAY:
+        return
+    ConnectionPool.check_connection(conn)
+
+
+def _checked_by_pool_check(sender, connection, **kwargs) -> None:
+    """Django gives its pool a check of every checkout (CONN_HEALTH_CHECKS); from the first one on, pool_check."""
+    pool = getattr(connection, "pool", None)
+    if pool is not None:
+        pool_check_set(pool, pool_check)
+
+
+connection_created.connect(_checked_by_pool_check, dispatch_uid="imserver.dbpool.pool_check")

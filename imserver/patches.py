@@ -145,6 +145,14 @@ def pool_waiting_fail(pool, exc: Exception) -> None:
         client.fail(exc)
 
 
+def pool_check_set(pool, check) -> None:
+    """Have `pool` run `check` before it lends a connection, instead of the check Django built it with (with
+    CONN_HEALTH_CHECKS, ConnectionPool.check_connection: a round trip on every checkout), which its options cannot
+    replace. Private: `ConnectionPool._check`, which `_check_connection` calls."""
+    if pool._check is not check:
+        pool._check = check
+
+
 # --- DRF: the Django request under a DRF one ------------------------------------------------------------------
 
 

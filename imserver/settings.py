@@ -157,7 +157,7 @@ else:
     # A pool of PostgreSQL connections per server process, shared by its threads: a request holds one while it
     # runs. Off, every thread that serves requests keeps a connection of its own (DB_CONN_MAX_AGE).
     if env.bool("DB_POOL", default=True):
-        from imserver.dbpool import pool_unreachable  # only with the pool: psycopg is not loaded for SQLite
+        from imserver.dbpool import pool_returned, pool_unreachable  # psycopg is not loaded for SQLite
 
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
         DATABASES["default"]["OPTIONS"]["pool"] = {
@@ -170,7 +170,12 @@ else:
             # connection fail (503) rather than wait out DB_POOL_TIMEOUT; it connects again on the next demand.
             "reconnect_timeout": env.float("DB_POOL_RECONNECT_TIMEOUT", default=0.0),
             "reconnect_failed": pool_unreachable,
+            "reset": pool_returned,
         }
+        # Seconds after a connection came back to the pool during which it is lent again without a round trip to
+        # check it (pgbouncer's server_check_delay); older ones are checked, and replaced when dead. A database
+        # restarted within it fails the queries of the connections returned just before (503), once each.
+        DB_POOL_CHECK_DELAY = env.float("DB_POOL_CHECK_DELAY", default=1.0)
     else:
         # Seconds a connection is reused (per thread) when the pool is off.
         DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)

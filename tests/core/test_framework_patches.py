@@ -126,6 +126,15 @@ def test_psycopg_pool_queue_can_be_failed_at_once():
         waiting.wait(timeout=0.1)
 
 
+def test_psycopg_pool_check_can_be_replaced():
+    pool = ConnectionPool("dbname=none", open=False, check=ConnectionPool.check_connection)
+    assert pool._check is ConnectionPool.check_connection, upgrade("psycopg-pool", "ConnectionPool._check")
+    checked = []
+    patches.pool_check_set(pool, checked.append)
+    pool._check_connection("a connection")
+    assert checked == ["a connection"], upgrade("psycopg-pool", "ConnectionPool._check_connection")
+
+
 def test_psycopg_async_pool_queue_can_be_failed_at_once():
     import asyncio
 
