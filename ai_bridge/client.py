@@ -1,5 +1,6 @@
 """The AI service clients: one pooled httpx client, the `simple` and `openai` wire protocols."""
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -134,8 +135,8 @@ class _Deadline:
     each read, not the whole body, and a service sending a byte a second would hold the attempt for ever."""
 
     def __init__(self, response: httpx.Response, deadline: float):
-        self.deadline = deadline
-        self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), response.close)
+        self.response, self.deadline = response, deadline
+        self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._cut)
 
     def __enter__(self):
         self.timer.start()
@@ -143,6 +144,25 @@ class _Deadline:
 
     def __exit__(self, *exc):
         self.timer.cancel()
+
+    def shorten(self, seconds: float) -> None:
+        """Close the response `seconds` from now if that is earlier than the deadline."""
+        if time.monotonic() + seconds < self.deadline:
+            self.timer.cancel()
+            self.deadline = time.monotonic() + seconds
+            self.timer = threading.Timer(seconds, self._cut)
+            self.timer.start()
+
+    def _cut(self) -> None:
+        """End the response, waking a read that waits on its socket (closing it from here would not)."""
+        stream = self.response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+        self.response.close()
 
     def passed(self) -> bool:
         return time.monotonic() > self.deadline
@@ -180,6 +200,18 @@ def _events(response: httpx.Response, deadline: _Deadline):
             if line.startswith(b"data:"):
                 yield line[5:].strip().decode("utf-8", errors="replace")
     # What is left had no line end: an event the service never finished (the stream was cut), not an event.
+
+
+def _drained(events, deadline: _Deadline) -> None:
+    """Read what follows a stream's last event, the end of its body, so that the connection goes back to the pool
+    and the next answer starts on it (no new connection, or TLS handshake, per answer); OpenAI's client does the
+    same. A service that sends more, or stalls for AI_STREAM_DRAIN_SECONDS, loses its connection, not the answer."""
+    deadline.shorten(settings.AI_STREAM_DRAIN_SECONDS)
+    try:
+        for _ in events:
+            pass
+    except (AIError, httpx.HTTPError, httpx.StreamError):
+        pass
 
 
 class _Stream:
@@ -245,14 +277,17 @@ def _call(body: dict, on_delta=None) -> AIAnswer:
                                   timeout=settings.AI_SERVICE_TIMEOUT) as response, _Deadline(response, deadline) as d:
             if response.status_code < 400 and response.headers.get("content-type", "").startswith("text/event-stream"):
                 stream = _Stream()
+                events = _events(response, d)
                 try:
-                    for data in _events(response, d):
+                    for data in events:
                         stream.feed(data, on_delta)
                         if stream.done:
                             break
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
                     raise AIError("malformed stream from the AI service", retriable=False,
                                   status_code=response.status_code, outcome="malformed") from exc
+                if stream.done:
+                    _drained(events, d)
                 raw = b""
             else:
                 raw = b"".join(_chunks(response, d))

@@ -6,7 +6,8 @@ escalated (`simple`: `{"escalate": true, "reason"}`; `openai`: a call of the `es
 these markers in a message ask for a misbehaving answer: `#nul` (NUL characters in the reply and an extra
 field), `#huge` (a 1 MB reply and a 5 MB extra field), `#trickle` (the answer sent one byte a second), `#cut` (the
 first streamed answer to that message hangs up halfway). Asked to stream (`openai`: `"stream": true`; `simple`:
-`Accept: text/event-stream`), it answers with server-sent events, a few words each, `chunk_delay` apart."""
+`Accept: text/event-stream`), it answers with server-sent events, a few words each, `chunk_delay` apart, in a
+chunked body on a connection kept alive, as hosted AI services do."""
 import json
 import random
 import socket
@@ -25,6 +26,7 @@ class Behaviour:
     malformed_rate: float = 0.0  # share of calls answered 200 with a body that is not the protocol's
     escalate_word: str = "escalate-now"  # a message containing it is escalated by the "AI"
     calls: int = 0  # answered so far (tests count the calls the bridge made)
+    connections: int = 0  # accepted so far (tests see whether the bridge keeps its connections alive)
     chunk_delay: float = 0.02  # seconds between the events of a streamed answer
     cut_done: set = field(default_factory=set)  # messages whose first stream was already cut (#cut)
 
@@ -49,6 +51,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):  # quiet: the server under test has the interesting logs
         pass
 
+    def setup(self):
+        super().setup()
+        with _calls_lock:
+            self.behaviour.connections += 1
+
     def _answer(self, status: int, body, trickle: bool = False) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         # Headers and body leave in two writes: with Nagle's algorithm the body of an answer on a kept-alive
@@ -70,26 +77,31 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def _stream(self, events: list[dict], text: str, done) -> None:
-        """Server-sent events, `chunk_delay` apart; `#cut` hangs up halfway the first time for this message."""
+        """Server-sent events, `chunk_delay` apart, in a chunked body on a connection kept alive for the next call;
+        `#cut` hangs up halfway the first time for this message."""
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each event leaves as written
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.close_connection = True
         cut = "#cut" in text and text not in self.behaviour.cut_done
         if cut:
             self.behaviour.cut_done.add(text)
         try:
             for n, event in enumerate([*events, done]):
                 if cut and n == len(events) // 2:
+                    self.close_connection = True  # the body never ends
                     return
-                payload = event if isinstance(event, str) else json.dumps(event)
-                self.wfile.write(f"data: {payload}\n\n".encode())
+                payload = (event if isinstance(event, str) else json.dumps(event)).encode()
+                data = b"data: " + payload + b"\n\n"
+                last = b"0\r\n\r\n" if n == len(events) else b""  # the body's end, with the last event
+                self.wfile.write(b"%x\r\n%s\r\n%s" % (len(data), data, last))
                 self.wfile.flush()
-                time.sleep(self.behaviour.chunk_delay)
+                if n < len(events):
+                    time.sleep(self.behaviour.chunk_delay)
         except OSError:  # the client stopped reading (a doctor took over): as it should
-            pass
+            self.close_connection = True
 
     @staticmethod
     def _pieces(reply: str) -> list[str]:

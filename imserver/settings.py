@@ -520,6 +520,8 @@ AI_RETRY_AFTER_MAX = env.float("AI_RETRY_AFTER_MAX", default=60.0)
 AI_SERVICE_STREAM = env.bool("AI_SERVICE_STREAM", default=True)
 # At most one `ai_delta` frame per record per this many milliseconds: a fast model does not cost a frame a token.
 AI_STREAM_FRAME_MS = env.int("AI_STREAM_FRAME_MS", default=100)
+# Seconds the end of a streamed answer's body may take after its last event, for its connection to be kept.
+AI_STREAM_DRAIN_SECONDS = env.float("AI_STREAM_DRAIN_SECONDS", default=1.0)
 # Patient messages of one group within this many seconds of each other get one answer, to the last.
 AI_COALESCE_SECONDS = env.float("AI_COALESCE_SECONDS", default=2.0)
 # Seconds a review-mode draft waits for a doctor before it escalates.

@@ -1,5 +1,6 @@
 """The AI client reads both streaming protocols from a real local server, piece by piece: events split across
-network reads, a tool call spread over deltas, a stream cut in the middle, a service that answers JSON anyway."""
+network reads, a tool call spread over deltas, a stream cut in the middle, a service that answers JSON anyway; and
+it keeps its connection for the next answer."""
 import json
 import threading
 import time
@@ -8,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ai_bridge import client
+from tests.support.ai import ai_service  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -18,6 +20,8 @@ class _Scripted(BaseHTTPRequestHandler):
     script: list[bytes] = []
     content_type = "text/event-stream"
     bodies: list = []
+    hold = 0.0  # seconds the connection stays open after the script, before the server hangs up
+    finished: threading.Event
 
     def log_message(self, *args):
         pass
@@ -32,12 +36,14 @@ class _Scripted(BaseHTTPRequestHandler):
             self.wfile.write(piece)
             self.wfile.flush()
             time.sleep(0.05)
+        time.sleep(self.hold)
         self.close_connection = True
+        self.finished.set()
 
 
 @pytest.fixture
 def scripted(settings):
-    handler = type("Handler", (_Scripted,), {"bodies": []})
+    handler = type("Handler", (_Scripted,), {"bodies": [], "finished": threading.Event()})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     settings.AI_SERVICE_URL = f"http://127.0.0.1:{server.server_port}/reply"
@@ -110,3 +116,20 @@ def test_a_callback_can_stop_the_stream(scripted):
     with pytest.raises(client.StreamStopped):
         client.ai_call(client.request_body(message="hi", history=[], group_id="", user_id="", message_id=""),
                        on_delta=stop)
+
+
+def test_streamed_answers_one_after_the_other_share_one_connection(ai_service, settings):  # noqa: F811
+    settings.AI_SERVICE_STREAM = True
+    for n in range(3):
+        answer = client.ai_call(client.request_body(message=f"question {n}", history=[], group_id="g", user_id="u",
+                                                    message_id=f"m{n}"), on_delta=lambda text: None)
+        assert answer.reply.startswith(f"Reference AI reply to: question {n}")
+    assert ai_service.calls == 3 and ai_service.connections == 1
+
+
+def test_a_service_that_holds_the_stream_open_after_its_last_event_does_not_hold_the_answer(scripted, settings):
+    settings.AI_STREAM_DRAIN_SECONDS, settings.AI_SERVICE_TIMEOUT = 0.2, 10
+    scripted.hold = 3
+    answer, pieces = _call(scripted, script=[b'data: {"delta": "Rest well."}\n\n', b'data: {"done": true}\n\n'])
+    assert answer.reply == "Rest well." and pieces == ["Rest well."]
+    assert not scripted.finished.is_set()  # the answer came while the service still held the connection
