@@ -154,7 +154,10 @@ class _Deadline:
             self.timer.start()
 
     def _cut(self) -> None:
-        """End the response, waking a read that waits on its socket (closing it from here would not)."""
+        """End the response, waking a read that waits on its socket (closing it from here would not). A response
+        read to its end is closed already, and its connection may be back in the pool: that one is left alone."""
+        if self.response.is_closed:
+            return
         stream = self.response.extensions.get("network_stream")
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:
