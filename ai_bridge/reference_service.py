@@ -23,6 +23,7 @@ class Behaviour:
     latency: float = 0.0  # seconds
     jitter: float = 0.0  # seconds, uniform 0..jitter added
     error_rate: float = 0.0  # share of calls answered 500
+    fail_first: int = 0  # the first calls answered 500, however error_rate draws
     malformed_rate: float = 0.0  # share of calls answered 200 with a body that is not the protocol's
     escalate_word: str = "escalate-now"  # a message containing it is escalated by the "AI"
     calls: int = 0  # answered so far (tests count the calls the bridge made)
@@ -131,8 +132,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._answer(400, {"error": "body is not JSON"})
         with _calls_lock:
             b.calls += 1
+            call = b.calls
         time.sleep(b.latency + random.uniform(0, b.jitter))
-        if random.random() < b.error_rate:
+        if call <= b.fail_first or random.random() < b.error_rate:
             return self._answer(500, {"error": "reference service failure"})
         if random.random() < b.malformed_rate:
             return self._answer(200, b'{"unexpected": ')
