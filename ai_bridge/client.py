@@ -135,12 +135,15 @@ class _Deadline:
     each read, not the whole body, and a service sending a byte a second would hold the attempt for ever."""
 
     def __init__(self, response: httpx.Response, deadline: float):
-        self.response, self.deadline = response, deadline
-        self.timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._cut)
+        self.response, self.deadline, self.timer = response, deadline, None
 
     def __enter__(self):
-        self.timer.start()
+        self._arm()
         return self
+
+    def _arm(self) -> None:
+        self.timer = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._cut)
+        self.timer.start()
 
     def __exit__(self, *exc):
         self.timer.cancel()
@@ -150,8 +153,7 @@ class _Deadline:
         if time.monotonic() + seconds < self.deadline:
             self.timer.cancel()
             self.deadline = time.monotonic() + seconds
-            self.timer = threading.Timer(seconds, self._cut)
-            self.timer.start()
+            self._arm()
 
     def _cut(self) -> None:
         """End the response, waking a read that waits on its socket (closing it from here would not). A response

@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from ai_bridge import client
-from tests.support.ai import ai_service  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -118,7 +117,7 @@ def test_a_callback_can_stop_the_stream(scripted):
                        on_delta=stop)
 
 
-def test_streamed_answers_one_after_the_other_share_one_connection(ai_service, settings):  # noqa: F811
+def test_streamed_answers_one_after_the_other_share_one_connection(ai_service, settings):
     settings.AI_SERVICE_STREAM = True
     for n in range(3):
         answer = client.ai_call(client.request_body(message=f"question {n}", history=[], group_id="g", user_id="u",
