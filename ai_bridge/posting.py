@@ -17,8 +17,29 @@ from groups.services import member_add
 from imserver import publish
 from imserver.errors import AlreadyMember, Conflict
 from imserver.metrics import AI_FIRST_DELTA, AI_OUTCOMES
+from imserver.patches import CompiledRead
 from users.models import Role, User
 from users.services import user_create
+
+# The reads of every answer's checks, compiled once (README, Performance); the samples are ids no row has.
+_ASSISTANT = CompiledRead(lambda group_id: GroupMember.objects.filter(group_id=group_id, user_role=Role.AI_ASSISTANT)
+                          .select_related("user").order_by("id")[:1], group_id=-7_000_011)
+_MODE = ("ai_mode", "ai_paused")
+_GROUP = CompiledRead(lambda group_id: ChatGroup.objects.filter(pk=group_id).values(*_MODE)[:1], group_id=-7_000_012)
+_GROUP_LOCKED = CompiledRead(lambda group_id: ChatGroup.objects.select_for_update().filter(pk=group_id)
+                             .values(*_MODE)[:1], group_id=-7_000_013)
+
+
+def _doctors_after(group_id: int, after_seq: int):
+    return Message.objects.filter(group_id=group_id, seq__gt=after_seq, from_role=Role.DOCTOR)
+
+
+_GROUP_AND_DOCTORS = CompiledRead(
+    lambda group_id, after_seq: ChatGroup.objects.filter(pk=group_id)
+    .annotate(doctor_wrote=Exists(_doctors_after(group_id, after_seq))).values(*_MODE, "doctor_wrote")[:1],
+    group_id=-7_000_014, after_seq=-7_000_015)
+_DOCTOR_WROTE = CompiledRead(lambda group_id, after_seq: _doctors_after(group_id, after_seq).values_list("pk")[:1],
+                             group_id=-7_000_016, after_seq=-7_000_017)
 
 
 def ai_assistant_ensure(*, group: ChatGroup) -> tuple[User, str | object]:
@@ -27,8 +48,7 @@ def ai_assistant_ensure(*, group: ChatGroup) -> tuple[User, str | object]:
     the group already, in some other role.
 
     Race-free: of two first replies at once, one adds the member and the other finds it (the unique member)."""
-    member = (GroupMember.objects.filter(group=group, user_role=Role.AI_ASSISTANT)
-              .select_related("user").order_by("id").first())
+    member = _ASSISTANT.first(group_id=group.pk)
     if member is not None:
         return member.user, Role.AI_ASSISTANT
     assistant = User.objects.filter(username=settings.AI_ASSISTANT_USERNAME).first()
@@ -56,19 +76,17 @@ def ai_hearing(*, group_id: int, after_seq: int | None = None, lock: bool = Fals
     the lock. Without, one statement reads both."""
     if read is not None:
         return _silence(read.ai_mode, read.ai_paused), read.ai_mode
-    groups, fields = ChatGroup.objects.filter(pk=group_id), ["ai_mode", "ai_paused"]
-    doctors = None if after_seq is None else Message.objects.filter(group_id=group_id, seq__gt=after_seq,
-                                                                    from_role=Role.DOCTOR)
     if lock:
-        groups = groups.select_for_update()
-    elif doctors is not None:
-        groups, fields = groups.annotate(doctor_wrote=Exists(doctors)), [*fields, "doctor_wrote"]
-    group = groups.values(*fields).first()
+        group = _GROUP_LOCKED.first(group_id=group_id)
+    elif after_seq is not None:
+        group = _GROUP_AND_DOCTORS.first(group_id=group_id, after_seq=after_seq)
+    else:
+        group = _GROUP.first(group_id=group_id)
     if group is None:
         return "the group no longer exists", None
     reason = _silence(group["ai_mode"], group["ai_paused"])
-    if reason is None and doctors is not None and (
-            group["doctor_wrote"] if "doctor_wrote" in group else doctors.exists()):
+    if reason is None and after_seq is not None and (
+            _DOCTOR_WROTE.first(group_id=group_id, after_seq=after_seq) is not None if lock else group["doctor_wrote"]):
         reason = "a doctor wrote in the group after the patient's message"
     return reason, group["ai_mode"]
 

@@ -20,8 +20,17 @@ from ai_bridge.storable import storable_json, storable_text
 from chat.models import Message, MsgType
 from groups.models import AIMode
 from imserver.metrics import AI_OUTCOMES
+from imserver.patches import CompiledRead
 
 logger = logging.getLogger(__name__)
+# Read for every AI call and answer, compiled once (README, Performance).
+_HISTORY = CompiledRead(
+    lambda group_id, seq: Message.objects.filter(group_id=group_id, seq__lt=seq).exclude(msg_type=MsgType.SYSTEM)
+    .order_by("-seq").values_list("msg_type", "content")[: settings.AI_HISTORY_MESSAGES],
+    shape=lambda: settings.AI_HISTORY_MESSAGES, group_id=-7_000_001, seq=-7_000_002)
+_STATUS_LOCKED = CompiledRead(
+    lambda pk: AIInteractionRecord.objects.select_for_update().filter(pk=pk).values_list("status", flat=True)[:1],
+    pk=-7_000_003)
 
 
 def ai_record_open(*, message: Message) -> AIInteractionRecord:
@@ -54,8 +63,7 @@ def ai_record_dispatch(*, record_id: str) -> None:
 def ai_history(*, message: Message) -> list[dict]:
     """The group's last AI_HISTORY_MESSAGES messages before `message`, as [{role, content}]; SYSTEM notices are
     the bridge's own words to the patient, not the conversation."""
-    rows = (Message.objects.filter(group_id=message.group_id, seq__lt=message.seq).exclude(msg_type=MsgType.SYSTEM)
-            .order_by("-seq").values_list("msg_type", "content")[: settings.AI_HISTORY_MESSAGES])
+    rows = _HISTORY.all(group_id=message.group_id, seq=message.seq)
     return [{"role": "assistant" if kind == MsgType.AI_REPLY else "user", "content": content}
             for kind, content in reversed(rows)]
 
@@ -126,8 +134,7 @@ def ai_answer_handle(*, record: AIInteractionRecord, answer: client.AIAnswer,
 
     Decided under the record's lock and then the group's, just before anything reaches the patient."""
     with transaction.atomic():
-        status = AIInteractionRecord.objects.select_for_update().filter(pk=record.pk).values_list(
-            "status", flat=True).first()
+        status = _STATUS_LOCKED.first(pk=record.pk)
         if status != Status.PROCESSING:
             return None
         reason, mode = ai_hearing(group_id=record.group_id, after_seq=record.user_message.seq, lock=True)

@@ -10,8 +10,12 @@ from django.db import connection
 from ai_bridge import client, escalation, posting, services
 from ai_bridge.models import AIInteractionRecord, Status
 from imserver.metrics import AI_REPLY_STORED
+from imserver.patches import CompiledRead
 
 logger = logging.getLogger(__name__)
+# What an attempt reads first: the record with its group, message and sender (compiled once: README, Performance).
+_RECORD = CompiledRead(lambda record_id: AIInteractionRecord.objects.select_related("group", "user_message__sender")
+                       .filter(record_id=record_id)[:1], record_id="~record_id~")
 
 
 def backoff(attempt: int) -> float:
@@ -22,8 +26,7 @@ def backoff(attempt: int) -> float:
 
 def step(record_id: str) -> float | None:
     """One attempt; the seconds to wait before the next one, or None when there is nothing more to do."""
-    record = (AIInteractionRecord.objects.select_related("group", "user_message__sender")
-              .filter(record_id=record_id).first())
+    record = _RECORD.first(record_id=record_id)
     if record is None or record.status != Status.PROCESSING:
         return None
     if record.attempts >= settings.AI_MAX_ATTEMPTS_TOTAL:

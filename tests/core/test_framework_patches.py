@@ -16,6 +16,8 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 from django.core.handlers.base import BaseHandler
 from django.db.backends.utils import CursorWrapper
+from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
+from django.db.models.sql.compiler import SQLCompiler
 from django.http import HttpRequest
 from psycopg_pool import ConnectionPool
 from psycopg_pool.pool import WaitingClient
@@ -25,6 +27,7 @@ from chat.consumers import ChatConsumer
 from imserver import patches
 from imserver.asgi import ASGIRequestHandler
 from imserver.cache import RedisCache, SentinelRedisCacheClient
+from users.models import User
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
 LOCATION = "redis://127.0.0.1:1/0"  # never connected to
@@ -91,6 +94,18 @@ def test_django_redis_cache_builds_its_client_from_class():
 def test_the_statement_counter_of_the_cost_tests_still_wraps_cursor_execute():
     assert parameters(CursorWrapper._execute) == ["self", "sql", "params", "ignored_wrapper_args"], \
         upgrade("Django", "CursorWrapper._execute (tests/core/test_message_send_cost.py patches it)")
+
+
+def test_django_querysets_still_run_through_the_compiler_their_query_returns():
+    for iterable in (ModelIterable, ValuesIterable, ValuesListIterable, FlatValuesListIterable):
+        assert re.search(r"query\.get_compiler\((using=)?(queryset\.)?db\)", inspect.getsource(iterable.__iter__)), \
+            upgrade("Django", f"{iterable.__name__}.__iter__ (CompiledRead hands it the compiled compiler)")
+    assert "sql, params = self.as_sql()" in inspect.getsource(SQLCompiler.execute_sql), \
+        upgrade("Django", "SQLCompiler.execute_sql (CompiledRead overrides as_sql)")
+    queryset = User.objects.values_list("pk", flat=True)
+    assert (queryset._iterable_class, queryset._fields, queryset._for_write, queryset._prefetch_related_lookups) \
+        == (FlatValuesListIterable, ("pk",), False, ()), upgrade("Django", "QuerySet's private attributes")
+    assert User.objects.select_for_update()._for_write, upgrade("Django", "select_for_update's _for_write")
 
 
 # --- channels and asgiref -------------------------------------------------------------------------------------
