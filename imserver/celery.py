@@ -4,11 +4,16 @@ import os
 
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_shutdown
+from kombu.transport import TRANSPORT_ALIASES
 
 from imserver import publish
 from imserver.requestid import new_request_id, request_id_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "imserver.settings")
+# The broker's URL schemes name kombu's Redis transports with one client per channel (imserver.patches).
+TRANSPORT_ALIASES.update({"redis": "imserver.patches:SharedClientRedisTransport",
+                          "rediss": "imserver.patches:SharedClientRedisTransport",
+                          "sentinel": "imserver.patches:SharedClientSentinelTransport"})
 
 logger = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models.query import FlatValuesListIterable, ModelIterable, ValuesIterable, ValuesListIterable
 from django.db.models.sql.compiler import SQLCompiler
 from django.http import HttpRequest
+from kombu.transport import redis as kombu_redis
 from psycopg_pool import ConnectionPool
 from psycopg_pool.pool import WaitingClient
 from rest_framework.request import Request
@@ -106,6 +107,19 @@ def test_django_querysets_still_run_through_the_compiler_their_query_returns():
     assert (queryset._iterable_class, queryset._fields, queryset._for_write, queryset._prefetch_related_lookups) \
         == (FlatValuesListIterable, ("pk",), False, ()), upgrade("Django", "QuerySet's private attributes")
     assert User.objects.select_for_update()._for_write, upgrade("Django", "select_for_update's _for_write")
+
+
+# --- kombu ----------------------------------------------------------------------------------------------------
+
+def test_kombu_redis_channels_still_make_their_clients_in_create_client():
+    for channel in (kombu_redis.Channel, kombu_redis.SentinelChannel):
+        assert parameters(channel._create_client) == ["self", "asynchronous"], \
+            upgrade("kombu", f"{channel.__name__}._create_client(asynchronous)")
+    assert "self._create_client()" in inspect.getsource(kombu_redis.Channel.conn_or_acquire), \
+        upgrade("kombu", "Channel.conn_or_acquire (SharedClientChannelMixin gives it one client)")
+    assert isinstance(inspect.getattr_static(kombu_redis.Channel, "pool"), property), upgrade("kombu", "Channel.pool")
+    assert (kombu_redis.Transport.Channel, kombu_redis.SentinelTransport.Channel) == (
+        kombu_redis.Channel, kombu_redis.SentinelChannel), upgrade("kombu", "the Redis transports' Channel")
 
 
 # --- channels and asgiref -------------------------------------------------------------------------------------
