@@ -123,10 +123,11 @@ def reply_post(*, record: AIInteractionRecord, content: str, answer: client.AIAn
     """Post the reply as the group's assistant and close the record as SUCCESS (inside the record's lock; only
     the fields it sets are written, so that a record read before its attempt began keeps what that stored)."""
     assistant, role = ai_assistant_ensure(group=record.group)
-    # The record id as client_msg_id makes a second post impossible even without the lock.
+    # The record id as client_msg_id makes a second post impossible even without the lock; with it (every
+    # caller holds it), no twin of this post can commit meanwhile.
     reply, _ = message_send(sender=assistant, group=record.group, content=content, msg_type=MsgType.AI_REPLY,
                             client_msg_id=f"ai:{record.record_id}", reply_to=record.user_message, via="ai",
-                            sender_role=role)
+                            sender_role=role, twin_excluded=True)
     record.ai_message = reply
     record.status = Status.SUCCESS
     record.error_message = ""

@@ -97,12 +97,16 @@ def message_validate(*, sender: User, group: ChatGroup, content, msg_type: str =
 
 def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = MsgType.TEXT,
                  client_msg_id: str | None = None, reply_to: Message | None = None,
-                 via: str = "code", sender_role=READ_ROLE) -> tuple[Message, bool]:
+                 via: str = "code", sender_role=READ_ROLE, twin_excluded: bool = False) -> tuple[Message, bool]:
     """Store a message with the group's next seq and push it after commit.
 
     Returns `(message, created)`; a repeat of `client_msg_id` by the same sender returns the first
     message with `created` False. `via` names the transport, for the metrics; `sender_role` is the sender's
-    in-group role (None: not a member) when the caller read it with the group (groups.permissions.group_with_role)."""
+    in-group role (None: not a member) when the caller read it with the group (groups.permissions.group_with_role).
+    `twin_excluded`: the caller's transaction holds a lock that rules out any other send of this client_msg_id,
+    stored or waiting (the AI bridge's lock on a record not yet answered): inside that transaction the send then
+    needs no savepoint to recover from one (two round trips fewer), and should one turn up after all, the
+    caller's whole transaction rolls back."""
     member_role, content, client_msg_id = message_validate(
         sender=sender, group=group, content=content, msg_type=msg_type, client_msg_id=client_msg_id, via=via,
         sender_role=sender_role)
@@ -111,7 +115,7 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
     message = Message(group=group, sender=sender, from_role=member_role, msg_type=msg_type, content=content,
                       client_msg_id=client_msg_id, reply_to=reply_to, created_at=timezone.now())
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=not twin_excluded):
             _store(message, lift_pause=member_role == Role.DOCTOR)
             group.last_seq = message.seq
             if member_role == Role.DOCTOR:
@@ -122,7 +126,7 @@ def message_send(*, sender: User, group: ChatGroup, content, msg_type: str = Msg
     except IntegrityError:
         # A twin with the same client_msg_id committed while this one waited for the group's row: the
         # unique constraint refused the copy, and the rollback undid the seq bump.
-        if client_msg_id is None:
+        if client_msg_id is None or twin_excluded:
             raise
         found = _existing(group, sender, client_msg_id)
         if found is None:

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # The record with its group and message; the history; the attempt claimed (a conditional UPDATE); the check before
 # the first streamed piece (the group and a doctor's later message in one statement); then, under the locks, the
 # record's status, the group's row, a doctor's later message, the assistant, the reply's store, and the record.
+# The reply's store needs no savepoint of its own: the record's lock rules out a twin of the reply.
 STEP_STATEMENTS = 9
+SAVEPOINTS = ("SAVEPOINT", "RELEASE SAVEPOINT")
 
 
 def test_a_streamed_answer_costs_a_fixed_number_of_statements(ai_service, care_group, patient, settings):
@@ -32,3 +34,4 @@ def test_a_streamed_answer_costs_a_fixed_number_of_statements(ai_service, care_g
     assert record.status == Status.SUCCESS and record.ai_message.content.startswith("Reference AI reply to: how often?")
     sent = [q["sql"] for q in queries if not q["sql"].startswith(TRANSACTION_CONTROL)]
     assert len(sent) == STEP_STATEMENTS + store_statements(), "\n".join(sent)
+    assert not [q["sql"] for q in queries if q["sql"].startswith(SAVEPOINTS)]
