@@ -34,23 +34,44 @@ def pool_returned(conn: psycopg.Connection) -> None:
     _returned[conn] = time.monotonic()
 
 
-def pool_check(conn: psycopg.Connection) -> None:
+def pool_check(conn: psycopg.Connection, pool: ConnectionPool | None = None) -> None:
     """The check before a connection is lent: a round trip to the server (raises when the connection is dead, and
     the pool tries another), unless the connection came back less than DB_POOL_CHECK_DELAY seconds ago, as
-    pgbouncer's server_check_delay. Under load, that is every checkout: no round trip per request or task."""
+    pgbouncer's server_check_delay. Under load, that is every checkout: no round trip per request or task.
+
+    A dead one means the server restarted or ended its sessions, and the pool's other idle connections with it:
+    they are all checked at once then (`pool.check()`, replacing the dead), since the pool waits a backoff step
+    (1 s, 2 s, 4 s, ...) after each failed check, and ten dead connections outlasted DB_POOL_TIMEOUT."""
     from django.conf import settings  # this module is imported by the settings
 
     returned = _returned.get(conn)
     if returned is not None and time.monotonic() - returned < settings.DB_POOL_CHECK_DELAY:
         return
-    ConnectionPool.check_connection(conn)
+    try:
+        ConnectionPool.check_connection(conn)
+    except Exception:
+        if pool is not None:
+            pool.check()
+        raise
+
+
+_checks: "weakref.WeakKeyDictionary[ConnectionPool, object]" = weakref.WeakKeyDictionary()
+
+
+def _check_of(pool: ConnectionPool):
+    """pool_check bound to `pool` (weakly: the check is kept by the pool itself), one per pool."""
+    check = _checks.get(pool)
+    if check is None:
+        ref = weakref.ref(pool)
+        check = _checks[pool] = lambda conn: pool_check(conn, ref())
+    return check
 
 
 def _checked_by_pool_check(sender, connection, **kwargs) -> None:
     """Django gives its pool a check of every checkout (CONN_HEALTH_CHECKS); from the first one on, pool_check."""
     pool = getattr(connection, "pool", None)
     if pool is not None:
-        pool_check_set(pool, pool_check)
+        pool_check_set(pool, _check_of(pool))
 
 
 connection_created.connect(_checked_by_pool_check, dispatch_uid="imserver.dbpool.pool_check")
