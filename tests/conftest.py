@@ -1,4 +1,9 @@
+import threading
+import weakref
+
 import pytest
+from django.db import DatabaseError
+from django.db.backends.signals import connection_created
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -127,6 +132,50 @@ def _sync_to_async_thread_gives_its_connection_back():
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+# Each thread's database connections, as they are made. A scenario run with asyncio.run (not async_to_sync) runs
+# its consumers' database_sync_to_async calls in threads of their own, whose connections channels' testing no
+# longer closes: checked out of the pool and never given back, they shrank it, and one still open held the
+# worker's test database at the end of a full run ("1 other session using the database").
+_connection_threads: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _connection_thread_noted(sender, connection, **kwargs):
+    _connection_threads[connection] = threading.current_thread()
+
+
+connection_created.connect(_connection_thread_noted, dispatch_uid="tests.connection_thread_noted")
+
+
+def connections_of_other_threads_close(*, only_ended: bool) -> int:
+    """Give back (to the pool, or close) what threads other than the main one hold: those that ended, or all."""
+    closed = 0
+    for wrapper, thread in list(_connection_threads.items()):
+        if thread is threading.main_thread() or wrapper.connection is None or (only_ended and thread.is_alive()):
+            continue
+        wrapper.inc_thread_sharing()  # Django's wrappers refuse a close from another thread otherwise
+        try:
+            wrapper.close()
+            closed += 1
+        except DatabaseError:  # a connection the database ended: nothing is held any more
+            pass
+        finally:
+            wrapper.dec_thread_sharing()
+    return closed
+
+
+@pytest.fixture(autouse=True)
+def _ended_threads_give_their_connections_back():
+    yield
+    connections_of_other_threads_close(only_ended=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_thread_holds_the_test_database_at_the_end(django_db_setup, django_db_blocker):
+    """Before the test databases are dropped: what any thread but the main one still holds goes back."""
+    yield
+    connections_of_other_threads_close(only_ended=False)
 
 
 @pytest.fixture(scope="module")
