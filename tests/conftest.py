@@ -173,8 +173,12 @@ def _ended_threads_give_their_connections_back():
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_thread_holds_the_test_database_at_the_end(django_db_setup, django_db_blocker):
-    """Before the test databases are dropped: what any thread but the main one still holds goes back."""
+    """Before the test databases are dropped: the in-process AI tasks of the last tests end (they retry an AI
+    service that is not there for a few seconds), and what any thread but the main one still holds goes back."""
     yield
+    from ai_bridge.inprocess import local_tasks_wait
+
+    local_tasks_wait(timeout=30)
     connections_of_other_threads_close(only_ended=False)
 
 
