@@ -1,4 +1,5 @@
 import threading
+import warnings
 import weakref
 
 import pytest
@@ -180,6 +181,30 @@ def _no_thread_holds_the_test_database_at_the_end(django_db_setup, django_db_blo
 
     local_tasks_wait(timeout=30)
     connections_of_other_threads_close(only_ended=False)
+    _sessions_left_reported(django_db_blocker)
+
+
+def _sessions_left_reported(django_db_blocker) -> None:
+    """Name the sessions still open on the test database once this process has closed its own (the pool's
+    included), with what they ran last: one of them makes the database's drop fail ("1 other session using the
+    database"), and this says whose it is."""
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    mine = {wrapper.connection.info.backend_pid: thread.name for wrapper, thread in list(_connection_threads.items())
+            if wrapper.connection is not None and not wrapper.connection.closed}
+    with django_db_blocker.unblock():
+        connection.close()
+        connection.close_pool()
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+            left = admin.execute("SELECT pid, client_port, backend_start, state, left(query, 300) FROM"
+                                 " pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                                 ).fetchall()
+    if left:
+        warnings.warn(f"sessions left on the test database: {left}; Django connections of this process's other"
+                      f" threads, by backend pid: {mine}", stacklevel=1)
 
 
 @pytest.fixture(scope="module")
