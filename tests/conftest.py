@@ -150,17 +150,10 @@ connection_created.connect(_connection_thread_noted, dispatch_uid="tests.connect
 
 
 def connections_of_other_threads_close(*, only_ended: bool) -> int:
-    """Give back (to the pool, or close) what threads other than the main one hold, those that ended or all, and
-    with all, what the main thread holds outside its own context."""
-    from django.db import connections
-
+    """Give back (to the pool, or close) what threads other than the main one hold: those that ended, or all."""
     closed = 0
     for wrapper, thread in list(_connection_threads.items()):
-        if wrapper.connection is None or (only_ended and thread.is_alive()):
-            continue
-        # The main thread's own, except those of other contexts (Django's connections are per asyncio context:
-        # the thread-sensitive calls of an async_to_sync scenario run in the main thread with wrappers of their own).
-        if thread is threading.main_thread() and (only_ended or connections[wrapper.alias] is wrapper):
+        if thread is threading.main_thread() or wrapper.connection is None or (only_ended and thread.is_alive()):
             continue
         wrapper.inc_thread_sharing()  # Django's wrappers refuse a close from another thread otherwise
         try:
