@@ -41,7 +41,7 @@ def pool_check(conn: psycopg.Connection, pool: ConnectionPool | None = None) -> 
 
     A dead one means the server restarted or ended its sessions, and the pool's other idle connections with it:
     they are all checked at once then (`pool.check()`, replacing the dead), since the pool waits a backoff step
-    (1 s, 2 s, 4 s, ...) after each failed check, and ten dead connections outlasted DB_POOL_TIMEOUT."""
+    (1 s, 2 s, 4 s, ...) after each failed check, and nine dead connections outlasted DB_POOL_TIMEOUT."""
     from django.conf import settings  # this module is imported by the settings
 
     returned = _returned.get(conn)

@@ -135,10 +135,10 @@ def _sync_to_async_thread_gives_its_connection_back():
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
-# Each thread's database connections, as they are made. A scenario run with asyncio.run (not async_to_sync) runs
-# its consumers' database_sync_to_async calls in threads of their own, whose connections channels' testing no
-# longer closes: checked out of the pool and never given back, they shrank it, and one still open held the
-# worker's test database at the end of a full run ("1 other session using the database").
+# Each thread's database connections, as they are made: those of threads that ended (the in-process AI tasks'
+# threads, a test's own threads) go back to the pool after each test, and all but the main thread's before the
+# test databases are dropped. The session that still holds a worker's database at the end of a full run is not
+# among them: the report below names a main-thread connection of another asyncio context.
 _connection_threads: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
