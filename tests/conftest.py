@@ -137,8 +137,8 @@ def _sync_to_async_thread_gives_its_connection_back():
 
 # Each thread's database connections, as they are made: those of threads that ended (the in-process AI tasks'
 # threads, a test's own threads) go back to the pool after each test, and all but the main thread's before the
-# test databases are dropped. The session that still holds a worker's database at the end of a full run is not
-# among them: the report below names a main-thread connection of another asyncio context.
+# test databases are dropped. (The browser tests' connections of Playwright's loop context go back in their own
+# fixture, tests.support.web.browser: the report below named them.)
 _connection_threads: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 

@@ -2,6 +2,7 @@
 import shutil
 
 import pytest
+from django.db import connections
 
 from groups.services import group_create, member_add
 from tests.support.live import ROOT
@@ -38,6 +39,10 @@ def browser():
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         yield browser
+        # While Playwright runs, its event loop counts as running in this thread, so the test's own ORM calls had
+        # database connections of that loop's context (asgiref), not the thread's: they go back while it still
+        # runs, or one of them would hold the test database to the end ("1 other session using the database").
+        connections.close_all()
         browser.close()
 
 
