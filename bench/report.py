@@ -28,7 +28,7 @@ def pct(values, *qs) -> dict:
 
 def _load_samples(samples_dir: Path) -> dict:
     merged = {"sends": [], "deliveries": [], "ai": [], "ai_first_delta": [], "probes": [], "connections": [],
-              "errors": {}, "unanswered_ai": 0}
+              "errors": {}, "unanswered_ai": 0, "gc_longest_ms": 0.0}
     for path in sorted(samples_dir.glob("samples-*.json")):
         part = json.loads(path.read_text())
         for key in ("sends", "deliveries", "ai", "ai_first_delta", "probes", "connections"):
@@ -36,6 +36,7 @@ def _load_samples(samples_dir: Path) -> dict:
         for kind, n in part["errors"].items():
             merged["errors"][kind] = merged["errors"].get(kind, 0) + n
         merged["unanswered_ai"] += part["unanswered_ai"]
+        merged["gc_longest_ms"] = max(merged["gc_longest_ms"], part.get("gc_longest_ms", 0.0))
     return merged
 
 
@@ -141,6 +142,8 @@ def analyse(*, scenario, params, fixture, samples_dir, truth, resources, probes,
                        "deliveries_per_s": round(len(samples["deliveries"]) / send_span, 1)},
         "errors": samples["errors"],
         "integrity": integrity,
+        # The load generator's longest garbage collection: a pause its connections' readings all include.
+        "load_gc_longest_ms": round(samples["gc_longest_ms"], 1),
         "resources": _resources(resources, t0, t0 + send_span),
         "timeline": _timeline(samples, t0, t_end),
         "resource_timeline": [{**r, "t": round(r["t"] - t0, 1)} for r in resources],
@@ -298,6 +301,9 @@ def markdown(result: dict, images: list[str]) -> str:
             f"{i['received']} received; lost {i['lost']}, duplicated {i['duplicated']}, out of order "
             f"{i['out_of_order']}; {i['acknowledged_sends']} sends acknowledged, {i['stored_bench_messages']} stored, "
             f"{i['stored_twice']} stored twice. Errors: {result['errors'] or 'none'}.", ""]
+    if result.get("load_gc_longest_ms") is not None:
+        out += [f"The load generator's longest garbage collection: {result['load_gc_longest_ms']} ms (every "
+                "reading it took then waited that long).", ""]
     if r:
         out += ["Mean CPU while sending (100 % = one core): " + ", ".join(
             f"{k} {v} %" for k, v in r["cpu_percent_mean"].items()) + ".", "",

@@ -23,7 +23,7 @@ import httpx
 import psycopg
 
 from bench import report
-from bench.deploy import Deployment, Sampler, rss_mb
+from bench.deploy import Deployment, Sampler, StatisticsKeeper, autovacuum_on, rss_mb
 from bench.processes import ROOT
 from bench.send import DEFAULTS as SEND_DEFAULTS
 from bench.send import SendBench
@@ -41,6 +41,8 @@ SCENARIOS = {
     # closed-loop sends over HTTP (wrk) and WebSocket (bench.wsload): see bench/send.py
     "send": dict(SEND_DEFAULTS),
 }
+# With PostgreSQL's autovacuum off, the tables' statistics are refreshed this often while a Locust scenario runs.
+ANALYZE_SECONDS = float(os.environ.get("BENCH_ANALYZE_SECONDS", "10"))
 
 
 def main(argv=None):
@@ -208,9 +210,15 @@ class Bench:
             sampler.components["redis"] = self.shared.redis.components()["redis"]
             sampler.start()
             baseline_rss = rss_mb(sampler.components["servers"])
+            keeper = None if autovacuum_on() else StatisticsKeeper(ANALYZE_SECONDS)
+            if keeper is not None:
+                self.log(f"PostgreSQL's autovacuum is off: ANALYZE every {ANALYZE_SECONDS:g} s, as it would")
+                keeper.start()
             started = time.time()
             probes = self._locust(fixture_path, sampler, fixture)
             resources = sampler.stop()
+            if keeper is not None:
+                keeper.stop()
             truth = self._truth(fixture)
             result = report.analyse(
                 scenario=self.scenario, params=self.params, fixture=fixture, samples_dir=self.work, truth=truth,
@@ -218,6 +226,7 @@ class Bench:
                 config={"servers": self.args.servers, "asgi_server": self.args.asgi_server,
                         "workers": len(deployment.workers),
                         "worker_threads": self.args.worker_threads if deployment.workers else 0,
+                        "analyze_every_s": ANALYZE_SECONDS if keeper is not None else None,
                         "settings": {k: v for k, v in self.settings.items() if k.startswith(("IM_", "WS_"))}},
                 command=self.command, coord_url=fixture["coord_url"])
             paths = report.write(result, self.out_dir, charts=not self.args.no_charts)

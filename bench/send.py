@@ -24,7 +24,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.deploy import Deployment, _cpu_and_rss, _pids_named, rss_mb
+from bench.deploy import Deployment, _cpu_and_rss, _pids_named, planner_statistics_refresh, rss_mb
 from bench.processes import ROOT
 
 BARS = {"http_sends_per_s": 600, "websocket_sends_per_s": 1200, "hot_group_sends_per_s": 300,
@@ -131,7 +131,7 @@ class SendBench:
             if ws.stdout.readline().strip() != "ready":
                 raise RuntimeError("the WebSocket load did not connect")
         load_pids = [ws.pid] if ws else []
-        self._analyze()
+        planner_statistics_refresh()
         seq_before = self._seqs(groups)
         cpu_before, t0 = self._cpu(load_pids), time.time()
         answers: dict = {}
@@ -205,20 +205,6 @@ class SendBench:
         ws.stdin.write("count\n")
         ws.stdin.flush()
         return int(ws.stdout.readline())
-
-    @staticmethod
-    def _analyze():
-        """The planner statistics a running system's autovacuum keeps: the tables grow by thousands of rows a
-        phase, and with the counts of an almost empty table PostgreSQL may probe a sender's client_msg_ids
-        through the (sender, group, seq) index instead of the unique one (measured: 4-8 ms of PostgreSQL CPU per
-        send instead of 0.3)."""
-        from django.db import connection
-
-        from chat.models import Message
-        from groups.models import ChatGroup
-
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Message._meta.db_table}, {ChatGroup._meta.db_table}")
 
     @staticmethod
     def _seqs(groups: list[str]) -> dict:
