@@ -41,8 +41,9 @@ SCENARIOS = {
     # closed-loop sends over HTTP (wrk) and WebSocket (bench.wsload): see bench/send.py
     "send": dict(SEND_DEFAULTS),
 }
-# With PostgreSQL's autovacuum off, the tables' statistics are refreshed this often while a Locust scenario runs.
-ANALYZE_SECONDS = float(os.environ.get("BENCH_ANALYZE_SECONDS", "10"))
+# With PostgreSQL's autovacuum off, the tables autovacuum would analyze are analyzed this often (its naptime)
+# while a Locust scenario runs.
+ANALYZE_SECONDS = float(os.environ.get("BENCH_ANALYZE_SECONDS", "60"))
 
 
 def main(argv=None):
@@ -212,7 +213,7 @@ class Bench:
             baseline_rss = rss_mb(sampler.components["servers"])
             keeper = None if autovacuum_on() else StatisticsKeeper(ANALYZE_SECONDS)
             if keeper is not None:
-                self.log(f"PostgreSQL's autovacuum is off: ANALYZE every {ANALYZE_SECONDS:g} s, as it would")
+                self.log(f"PostgreSQL's autovacuum is off: its ANALYZE every {ANALYZE_SECONDS:g} s, as it would")
                 keeper.start()
             started = time.time()
             probes = self._locust(fixture_path, sampler, fixture)
