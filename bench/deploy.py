@@ -223,10 +223,14 @@ class StatisticsKeeper(threading.Thread):
 
         try:
             while not self.halt.wait(self.interval):
-                due = self._due()
-                if due:
-                    planner_statistics_refresh(due)
-                    self.runs += 1
+                try:
+                    due = self._due()
+                    if due:
+                        planner_statistics_refresh(due)
+                        self.runs += 1
+                except Exception as exc:  # noqa: BLE001 - as autovacuum: a failed round is said, the next one tried
+                    print(f"[bench] ANALYZE failed ({exc}); the planner statistics may be stale", flush=True)
+                    connection.close()
         finally:
             connection.close()
 
