@@ -9,6 +9,7 @@ primary, so its client sees no error.
 Health and lag come from a thread per process that checks each replica every DATABASE_REPLICA_CHECK_INTERVAL
 seconds: reads use its last answer and never wait for a check."""
 import logging
+import math
 import os
 import random
 import threading
@@ -235,7 +236,9 @@ def replica_report() -> dict[str, dict]:
     _monitor._ensure_running()
     report = {}
     for alias, state in _monitor.check(wait=settings.HEALTH_CHECK_TIMEOUT).items():
-        report[alias] = {"status": state.status, "lag_seconds": None if state.lag is None else round(state.lag, 3)}
+        # Rounded up to the millisecond, never down: a replica reported "lagging" shows a lag past the limit.
+        lag = None if state.lag is None else math.ceil(state.lag * 1000) / 1000
+        report[alias] = {"status": state.status, "lag_seconds": lag}
         if state.error:
             report[alias]["error"] = state.error
     return report

@@ -103,3 +103,13 @@ def test_a_state_not_renewed_is_not_trusted(settings, monkeypatch):
     monkeypatch.setattr(dbrouter._monitor, "states", {
         "replica1": dbrouter.ReplicaState("ok", 0.0, checked_at=0.0)})  # checked long ago
     assert dbrouter._monitor.usable() == []
+
+
+def test_a_replica_reported_lagging_shows_a_lag_past_the_limit(settings, monkeypatch):
+    # 2.0004 s behind with a 2 s limit is lagging; rounded to the millisecond it must not read as 2.0.
+    settings.DATABASE_REPLICA_URLS = ["postgres://replica.invalid/im"]
+    settings.DATABASE_REPLICA_MAX_LAG = 2
+    monkeypatch.setattr(dbrouter._monitor, "_ensure_running", lambda: None)
+    monkeypatch.setattr(dbrouter._monitor, "check", lambda wait=None: {
+        "replica1": dbrouter.ReplicaState("lagging", 2.0004, checked_at=0.0)})
+    assert dbrouter.replica_report() == {"replica1": {"status": "lagging", "lag_seconds": 2.001}}
