@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from bench.deploy import speed_probe
+
 BARS = {
     "seed": "send p95 < 25 ms, delivery p99 < 50 ms, 0 lost, 0 duplicated",
     "peak": "at least 600 messages/s sustained, each delivered to its 4 other members",
@@ -89,6 +91,8 @@ def _resources(resources: list[dict], start: float, end: float) -> dict:
                              for k in COMPONENTS if any(k in r["cpu_percent"] for r in window)},
         "rss_mb_max": {k: round(max(r["rss_mb"].get(k, 0) for r in window), 1)
                        for k in COMPONENTS if any(k in r["rss_mb"] for r in window)},
+        "machine_percent_mean": {k: round(float(np.mean([r["machine_percent"][k] for r in window])), 1)
+                                 for k in ("busy", "stolen") if all("machine_percent" in r for r in window)},
     }
 
 
@@ -129,7 +133,8 @@ def analyse(*, scenario, params, fixture, samples_dir, truth, resources, probes,
     result = {
         "scenario": scenario, "date": datetime.now().strftime("%Y-%m-%d %H:%M"), "command": command,
         "bar": BARS[scenario],
-        "machine": {"cpus": _cpus(), "python": platform.python_version(), "system": platform.platform(terse=True)},
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "system": platform.platform(terse=True),
+                    "speed_probe_s": speed_probe()},
         "config": config | {"users": len(fixture["members"]), "params": params},
         "sends": {
             "attempted": len(samples["sends"]), "acknowledged": len(ok_sends),
@@ -201,6 +206,15 @@ def _connection_steps(samples: dict, probes: list[dict], baseline_rss: float) ->
                       "kb_per_connection": round(grown * 1024 / held, 1) if held else None,
                       "received": len(latencies), "delivery_ms": pct(latencies, 50, 99)})
     return steps
+
+
+def machine_text(machine: dict, percent: dict | None) -> str:
+    """The machine's state in one sentence: its speed just after the run, and its whole CPU while sending."""
+    text = f"The machine: 10 million Python additions took {machine.get('speed_probe_s')} s just after the run"
+    if percent:
+        text += (f"; while sending, {percent['busy']} % busy of {100 * machine['cpus']} % and {percent['stolen']} % "
+                 "stolen by the hypervisor")
+    return text + "."
 
 
 def _cpus() -> int:
@@ -308,6 +322,7 @@ def markdown(result: dict, images: list[str]) -> str:
         out += ["Mean CPU while sending (100 % = one core): " + ", ".join(
             f"{k} {v} %" for k, v in r["cpu_percent_mean"].items()) + ".", "",
             "Largest resident memory: " + ", ".join(f"{k} {v} MB" for k, v in r["rss_mb_max"].items()) + ".", ""]
+    out += [machine_text(result["machine"], (r or {}).get("machine_percent_mean")), ""]
     out += [f"![{name}]({name})" for name in images]
     return "\n".join(out) + "\n"
 

@@ -24,7 +24,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.deploy import Deployment, _cpu_and_rss, _pids_named, planner_statistics_refresh, rss_mb
+from bench.deploy import (
+    Deployment,
+    _cpu_and_rss,
+    _pids_named,
+    machine_cpu,
+    planner_statistics_refresh,
+    rss_mb,
+    speed_probe,
+)
 from bench.processes import ROOT
 
 BARS = {"http_sends_per_s": 600, "websocket_sends_per_s": 1200, "hot_group_sends_per_s": 300,
@@ -133,7 +141,7 @@ class SendBench:
         load_pids = [ws.pid] if ws else []
         planner_statistics_refresh()
         seq_before = self._seqs(groups)
-        cpu_before, t0 = self._cpu(load_pids), time.time()
+        cpu_before, machine_before, t0 = self._cpu(load_pids), machine_cpu(), time.time()
         answers: dict = {}
         if transport == "http":
             answers = self._wrk(members, seconds, load_pids)
@@ -143,6 +151,7 @@ class SendBench:
             if ws.stdout.readline().strip() != "sent":
                 raise RuntimeError("the WebSocket load stopped early")
         elapsed = time.time() - t0
+        machine = {k: round((v - machine_before[k]) / elapsed * 100, 1) for k, v in machine_cpu().items()}
         self._settle(groups, ws)
         cpu_after = self._cpu(load_pids)
         stats = {}
@@ -165,6 +174,7 @@ class SendBench:
             "answer_ms": answers.get("latency_ms", {}), "errors": answers.get("errors", {}),
             "cpu_ms_per_send": cpu, "cpu_percent": {k: round((cpu_after[k] - cpu_before[k]) / elapsed * 100, 1)
                                                      for k in cpu_after},
+            "machine_percent": machine,
             "deliveries": {"expected": expected, "received": received, "lost": max(0, expected - received),
                            "duplicated": stats.get("duplicated", 0),
                            "latency_ms": _percentiles(stats.get("delivery_ms", []))},
@@ -262,7 +272,7 @@ class SendBench:
                                                           "after": round(server_rss, 1)},
                 "config": {"servers": len(self.servers), "asgi_server": self.args.asgi_server,
                            "connections": self.params["connections"],
-                           "cpus": os.cpu_count()},
+                           "cpus": os.cpu_count(), "speed_probe_s": speed_probe()},
                 "command": self.command}
 
 
@@ -329,13 +339,15 @@ def _until_still(read, interval: float, limit: float = 60):
 
 def markdown(result: dict) -> str:
     rows = [("| phase | sends/s | per server | answer p50 / p90 / p99 ms | server ms/send | PostgreSQL | Redis | "
-             "load | deliveries (lost, dup) | delivery p50 / p99 ms |"), "|---|---|---|---|---|---|---|---|---|---|"]
+             "load | deliveries (lost, dup) | delivery p50 / p99 ms | machine busy / stolen % |"),
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in result["phases"]:
         a, c, d = p["answer_ms"], p["cpu_ms_per_send"], p["deliveries"]
         rows.append(f"| {p['name']} | {p['sends_per_s']} | {p['sends_per_s_per_server']} | {a.get('p50')} / "
                     f"{a.get('p90')} / {a.get('p99')} | {c['servers']} | {c['postgresql']} | {c['redis']} | "
                     f"{c['load']} | {d['received']}/{d['expected']} ({d['lost']}, {d['duplicated']}) | "
-                    f"{d['latency_ms'].get('p50')} / {d['latency_ms'].get('p99')} |")
+                    f"{d['latency_ms'].get('p50')} / {d['latency_ms'].get('p99')} | "
+                    f"{p.get('machine_percent', {}).get('busy')} / {p.get('machine_percent', {}).get('stolen')} |")
     peer = result.get("peer")
     peer_text = ""
     if peer:
@@ -351,4 +363,7 @@ def markdown(result: dict) -> str:
             + "\n".join(rows) + "\n" + peer_text +
             f"\nServers' memory {result['server_rss_mb']['before']} MB before, {result['server_rss_mb']['after']} "
             f"MB after. Integrity: lost {result['integrity']['lost']}, duplicated "
-            f"{result['integrity']['duplicated']}, errors {result['integrity']['errors']}.\n")
+            f"{result['integrity']['duplicated']}, errors {result['integrity']['errors']}.\n\n"
+            f"The machine: 10 million Python additions took {result['config'].get('speed_probe_s')} s just after "
+            f"the run; the last column is its whole CPU while sending (100 % = one core), busy and stolen by the "
+            f"hypervisor.\n")

@@ -47,6 +47,10 @@ def test_seed_smoke_runs_and_loses_nothing(tmp_path, bench_database):
     assert integrity["stored_twice"] == 0
     assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".md", ".png"}
     assert "seed" in (tmp_path / "SUMMARY.md").read_text()
+    # the machine's state, so that two runs compare only when their machines were alike
+    assert result["machine"]["speed_probe_s"] > 0
+    assert result["resources"]["machine_percent_mean"]["busy"] > 0
+    assert "10 million Python additions took" in next(tmp_path.glob("*-seed.md")).read_text()
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="the send scenario's HTTP load is wrk (make deploy-tools)")
@@ -58,7 +62,10 @@ def test_send_smoke_runs_every_phase_and_loses_nothing(tmp_path, bench_database)
     for phase in phases.values():
         assert phase["stored"] > 0 and phase["errors"] in ({}, {"Non-2xx or 3xx responses": 0}), phase
         assert phase["cpu_ms_per_send"]["servers"] > 0
+        assert phase["machine_percent"]["busy"] > 0
         if phase["listeners"]:
             assert phase["deliveries"]["received"] == phase["deliveries"]["expected"] == phase["stored"] * 5
     assert result["integrity"] == {"lost": 0, "duplicated": 0, "errors": 0, "ok": True}
     assert "send" in (tmp_path / "SUMMARY.md").read_text()
+    assert result["config"]["speed_probe_s"] > 0
+    assert "10 million Python additions took" in next(tmp_path.glob("*-send.md")).read_text()
