@@ -117,6 +117,10 @@ def main():
     else:
         # Imported before anything else of Twisted: it installs Twisted's asyncio reactor.
         from imserver import server_daphne as engine
+    if settings.AI_TASKS_IN_PROCESS:  # the embedded system: no Celery beat sweeps the AI records
+        from ai_bridge.inprocess import sweeper_start
+
+        sweeper_start()
     engine.main()
 
 

@@ -76,3 +76,26 @@ def test_a_worker_killed_mid_call_loses_no_reply_and_posts_it_once(
     wait_for(lambda: "trace-worker-kill" in survivor.output(), timeout=10)
     assert Message.objects.filter(msg_type=MsgType.AI_REPLY).count() == 1
     assert record.ai_message.content.startswith("Reference AI reply to: ouch")
+
+
+def test_an_embedded_server_stopped_mid_call_answers_the_patient_after_its_restart(
+        start_ai_service, start_server, care_group, patient):
+    """`make run`'s system has no broker and no Celery beat: its AI calls run on the server's own threads, so a
+    server stopped mid-call takes the call with it, and the restarted server's own sweep dispatches it again."""
+    import httpx
+
+    _, ai_url = start_ai_service("--latency", "2", "--jitter", "0")
+    env = {"AI_SERVICE_URL": ai_url, "AI_SERVICE_API_KEY": "e2e-ai-key", "CELERY_BROKER_URL": "",
+           "AI_TASKS_IN_PROCESS": "true", "AI_STALE_AFTER": "5", "AI_SWEEP_INTERVAL": "1"}
+    first = start_server("embedded-first", **env)
+    sent = httpx.post(f"{first.url}/api/message/send", json={"group_id": care_group.group_id, "content": "ouch"},
+                      headers={"Authorization": f"Bearer {access_token(patient)}"}, timeout=10)
+    assert sent.status_code == 201
+    wait_for(lambda: AIInteractionRecord.objects.filter(attempts__gte=1).exists(), timeout=15)
+    first.kill()  # mid-call: the AI service takes 2 s
+    assert AIInteractionRecord.objects.get().status == Status.PROCESSING
+
+    start_server("embedded-second", **env)
+    record = wait_for(lambda: AIInteractionRecord.objects.filter(status=Status.SUCCESS).first(), timeout=30)
+    assert record.ai_message.content.startswith("Reference AI reply to: ouch")
+    assert Message.objects.filter(msg_type=MsgType.AI_REPLY).count() == 1
