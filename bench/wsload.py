@@ -7,7 +7,8 @@ It prints "ready" once every connection has its `connected` frame; with --send i
 standard input (the benchmark reads the groups' seqs first), sends for SECONDS and prints "sent", else it only
 listens. Each line "count" on its standard input is answered with the deliveries so far (the benchmark waits until
 they stop growing), and it stops listening at end of input, on SIGTERM or SIGINT, writing what it saw.
-One asyncio process, no framework: the load generator must not be the bottleneck, and its CPU is reported."""
+One asyncio process on uvloop (as the servers), no framework: the load generator must not be the bottleneck, and its
+CPU is reported."""
 import argparse
 import asyncio
 import json
@@ -17,6 +18,7 @@ import threading
 import time
 from datetime import datetime
 
+import uvloop
 import websockets
 
 CONTENT = "hello world message body"
@@ -149,6 +151,6 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     with open(arguments.fixture) as source:
         loaded = json.load(source)
-    result = asyncio.run(main(arguments, loaded))
+    result = uvloop.run(main(arguments, loaded))
     with open(arguments.out, "w") as out:
         json.dump(result, out)

@@ -68,4 +68,8 @@ def test_send_smoke_runs_every_phase_and_loses_nothing(tmp_path, bench_database)
     assert result["integrity"] == {"lost": 0, "duplicated": 0, "errors": 0, "ok": True}
     assert "send" in (tmp_path / "SUMMARY.md").read_text()
     assert result["config"]["speed_probe_s"] > 0
+    # a delivery is priced by the two HTTP phases into the 20 teams, run back to back
+    names = [p["name"] for p in result["phases"]]
+    assert names[:2] == ["http, 20 groups", "http, 20 groups, nobody connected"]
+    assert "difference per delivery" in next(tmp_path.glob("*-send.md")).read_text()
     assert "10 million Python additions took" in next(tmp_path.glob("*-send.md")).read_text()
