@@ -2,6 +2,8 @@
 reference AI service and a private Redis, on the machine's PostgreSQL; and a sampler of their CPU and memory."""
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -141,6 +143,41 @@ def speed_probe() -> float:
     for i in range(10_000_000):
         total += i
     return round(time.perf_counter() - started, 2)
+
+
+_ECHO = """
+import socket, sys
+server = socket.create_server(("127.0.0.1", 0))
+print(server.getsockname()[1], flush=True)
+peer, _ = server.accept()
+peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while data := peer.recv(64):
+    peer.sendall(data)
+"""
+
+
+def loopback_probe(round_trips: int = 5000) -> float:
+    """Microseconds, the median of `round_trips`, for 32 bytes to a process of its own over loopback TCP and back.
+
+    What the deployment does most (a send is round trips to PostgreSQL, Redis and the clients) goes through the
+    kernel, whose cost on a virtual machine moves apart from the speed of Python (speed_probe)."""
+    echo = subprocess.Popen([sys.executable, "-c", _ECHO], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(echo.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            times = []
+            for _ in range(round_trips):
+                started = time.perf_counter()
+                sock.sendall(b"x" * 32)
+                received = 0
+                while received < 32:
+                    received += len(sock.recv(64))
+                times.append(time.perf_counter() - started)
+        times.sort()
+        return round(times[len(times) // 2] * 1e6, 1)
+    finally:
+        echo.wait(timeout=10)
 
 
 class Sampler(threading.Thread):

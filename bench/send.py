@@ -29,6 +29,7 @@ from bench.deploy import (
     Deployment,
     _cpu_and_rss,
     _pids_named,
+    loopback_probe,
     machine_cpu,
     planner_statistics_refresh,
     rss_mb,
@@ -273,7 +274,8 @@ class SendBench:
                                                           "after": round(server_rss, 1)},
                 "config": {"servers": len(self.servers), "asgi_server": self.args.asgi_server,
                            "connections": self.params["connections"],
-                           "cpus": os.cpu_count(), "speed_probe_s": speed_probe()},
+                           "cpus": os.cpu_count(), "speed_probe_s": speed_probe(),
+                           "loopback_round_trip_us": loopback_probe()},
                 "command": self.command}
 
 
@@ -369,5 +371,6 @@ def markdown(result: dict) -> str:
             f"{result['integrity']['duplicated']}, errors {result['integrity']['errors']}.\n\n"
             f"A delivery's server CPU is the first two phases' difference per delivery{noise}.\n\n"
             f"The machine: 10 million Python additions took {result['config'].get('speed_probe_s')} s just after "
-            f"the run; the last column is its whole CPU while sending (100 % = one core), busy and stolen by the "
-            f"hypervisor.\n")
+            f"the run, and a loopback TCP round trip between two processes "
+            f"{result['config'].get('loopback_round_trip_us')} µs; the last column is its whole CPU while sending "
+            f"(100 % = one core), busy and stolen by the hypervisor.\n")

@@ -48,7 +48,7 @@ def test_seed_smoke_runs_and_loses_nothing(tmp_path, bench_database):
     assert {p.suffix for p in tmp_path.iterdir()} >= {".json", ".md", ".png"}
     assert "seed" in (tmp_path / "SUMMARY.md").read_text()
     # the machine's state, so that two runs compare only when their machines were alike
-    assert result["machine"]["speed_probe_s"] > 0
+    assert result["machine"]["speed_probe_s"] > 0 and result["machine"]["loopback_round_trip_us"] > 0
     assert result["resources"]["machine_percent_mean"]["busy"] > 0
     assert "10 million Python additions took" in next(tmp_path.glob("*-seed.md")).read_text()
 
@@ -67,7 +67,7 @@ def test_send_smoke_runs_every_phase_and_loses_nothing(tmp_path, bench_database)
             assert phase["deliveries"]["received"] == phase["deliveries"]["expected"] == phase["stored"] * 5
     assert result["integrity"] == {"lost": 0, "duplicated": 0, "errors": 0, "ok": True}
     assert "send" in (tmp_path / "SUMMARY.md").read_text()
-    assert result["config"]["speed_probe_s"] > 0
+    assert result["config"]["speed_probe_s"] > 0 and result["config"]["loopback_round_trip_us"] > 0
     # a delivery is priced by the two HTTP phases into the 20 teams, run back to back
     names = [p["name"] for p in result["phases"]]
     assert names[:2] == ["http, 20 groups", "http, 20 groups, nobody connected"]
