@@ -156,6 +156,11 @@ while data := peer.recv(64):
 """
 
 
+def machine_probes() -> dict:
+    """What every result says of the machine's speed just after its run (the two probes below)."""
+    return {"speed_probe_s": speed_probe(), "loopback_round_trip_us": loopback_probe()}
+
+
 def loopback_probe(round_trips: int = 5000) -> float:
     """Microseconds, the median of `round_trips`, for 32 bytes to a process of its own over loopback TCP and back.
 
@@ -177,7 +182,9 @@ def loopback_probe(round_trips: int = 5000) -> float:
         times.sort()
         return round(times[len(times) // 2] * 1e6, 1)
     finally:
-        echo.wait(timeout=10)
+        if echo.poll() is None:  # the probe failed before its connection closed: the echo would wait forever
+            echo.kill()
+        echo.wait()
 
 
 class Sampler(threading.Thread):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from bench.deploy import loopback_probe, speed_probe
+from bench.deploy import machine_probes
 
 BARS = {
     "seed": "send p95 < 25 ms, delivery p99 < 50 ms, 0 lost, 0 duplicated",
@@ -134,7 +134,7 @@ def analyse(*, scenario, params, fixture, samples_dir, truth, resources, probes,
         "scenario": scenario, "date": datetime.now().strftime("%Y-%m-%d %H:%M"), "command": command,
         "bar": BARS[scenario],
         "machine": {"cpus": _cpus(), "python": platform.python_version(), "system": platform.platform(terse=True),
-                    "speed_probe_s": speed_probe(), "loopback_round_trip_us": loopback_probe()},
+                    **machine_probes()},
         "config": config | {"users": len(fixture["members"]), "params": params},
         "sends": {
             "attempted": len(samples["sends"]), "acknowledged": len(ok_sends),
@@ -208,14 +208,15 @@ def _connection_steps(samples: dict, probes: list[dict], baseline_rss: float) ->
     return steps
 
 
-def machine_text(machine: dict, percent: dict | None) -> str:
-    """The machine's state in one sentence: its speed just after the run, and its whole CPU while sending."""
+def machine_text(machine: dict, percent: dict | None, then: str = "") -> str:
+    """The machine's state in one sentence: its speed just after the run, and its whole CPU while sending (or
+    `then`, what the caller reports of it instead)."""
     text = (f"The machine: 10 million Python additions took {machine.get('speed_probe_s')} s just after the run, "
             f"and a loopback TCP round trip between two processes {machine.get('loopback_round_trip_us')} µs")
     if percent:
         text += (f"; while sending, {percent['busy']} % busy of {100 * machine['cpus']} % and {percent['stolen']} % "
                  "stolen by the hypervisor")
-    return text + "."
+    return text + then + "."
 
 
 def _cpus() -> int:

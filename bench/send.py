@@ -29,13 +29,13 @@ from bench.deploy import (
     Deployment,
     _cpu_and_rss,
     _pids_named,
-    loopback_probe,
     machine_cpu,
+    machine_probes,
     planner_statistics_refresh,
     rss_mb,
-    speed_probe,
 )
 from bench.processes import ROOT
+from bench.report import machine_text
 
 BARS = {"http_sends_per_s": 600, "websocket_sends_per_s": 1200, "hot_group_sends_per_s": 300,
         "http_server_cpu_ms": 2.0, "websocket_server_cpu_ms": 1.0, "delivery_server_cpu_ms": 0.1}
@@ -274,8 +274,7 @@ class SendBench:
                                                           "after": round(server_rss, 1)},
                 "config": {"servers": len(self.servers), "asgi_server": self.args.asgi_server,
                            "connections": self.params["connections"],
-                           "cpus": os.cpu_count(), "speed_probe_s": speed_probe(),
-                           "loopback_round_trip_us": loopback_probe()},
+                           "cpus": os.cpu_count(), **machine_probes()},
                 "command": self.command}
 
 
@@ -370,7 +369,5 @@ def markdown(result: dict) -> str:
             f"MB after. Integrity: lost {result['integrity']['lost']}, duplicated "
             f"{result['integrity']['duplicated']}, errors {result['integrity']['errors']}.\n\n"
             f"A delivery's server CPU is the first two phases' difference per delivery{noise}.\n\n"
-            f"The machine: 10 million Python additions took {result['config'].get('speed_probe_s')} s just after "
-            f"the run, and a loopback TCP round trip between two processes "
-            f"{result['config'].get('loopback_round_trip_us')} µs; the last column is its whole CPU while sending "
-            f"(100 % = one core), busy and stolen by the hypervisor.\n")
+            + machine_text(result["config"], None, "; the last column is its whole CPU while sending (100 % = one "
+                                                   "core), busy and stolen by the hypervisor") + "\n")
