@@ -344,6 +344,9 @@ SIMPLE_JWT = {
 # change of the user drops it from every process at once through Redis (users.usercache); without Redis, off. The
 # bound for a process whose subscription died silently (it stops acknowledging; the change's author is warned).
 AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=10.0)
+# Access tokens a server process remembers having parsed (users.authentication.ParsedTokens; 0: off): a repeat
+# has its signature and expiry verified again, not its JSON parsed. About 1 KB each.
+AUTH_TOKEN_CACHE_SIZE = env.int("AUTH_TOKEN_CACHE_SIZE", default=10000)
 # Seconds between the checks that the cache's Redis subscription is alive (a lost one turns the cache off), and
 # the longest pause between attempts to subscribe again.
 AUTH_USER_CACHE_HEALTH_SECONDS = env.float("AUTH_USER_CACHE_HEALTH_SECONDS", default=5.0)

@@ -1,4 +1,6 @@
 """Tokens: password login, refresh, and staff-minted tokens for users without a password."""
+import time
+
 import pytest
 
 from tests.support.api import assert_error
@@ -132,3 +134,28 @@ def test_inactive_users_token_is_refused(alice, client_for):
     user_update(user=alice, is_active=False)
 
     assert_error(client.get("/api/user/me"), 401, "NOT_AUTHENTICATED")
+
+
+def test_a_token_used_before_is_refused_once_it_expires(alice, client_for):
+    """A server remembers the tokens it parsed (users.authentication.ParsedTokens), and still checks the expiry
+    of each on every request."""
+    from datetime import timedelta
+
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken.for_user(alice)
+    token.set_exp(lifetime=timedelta(seconds=2))
+    client = bearer(client_for(), str(token))
+    assert client.get("/api/user/me").status_code == 200
+    assert client.get("/api/user/me").status_code == 200  # from what the server remembers
+    time.sleep(2.1)
+    assert_error(client.get("/api/user/me"), 401, "NOT_AUTHENTICATED")
+
+
+def test_a_token_differing_only_in_its_signature_is_refused(alice, client_for):
+    access = client_for().post("/api/auth/token", {"username": "alice", "password": PASSWORD},
+                               format="json").json()["access"]
+    assert bearer(client_for(), access).get("/api/user/me").status_code == 200
+    head, _, signature = access.rpartition(".")
+    forged = f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    assert_error(bearer(client_for(), forged).get("/api/user/me"), 401, "NOT_AUTHENTICATED")

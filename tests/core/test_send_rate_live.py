@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from chat.models import Message
-from groups.services import group_create
+from groups.services import group_create, member_add
 from tests.support.api import access_token
 from tests.support.live import needs_real_services
 from tests.support.wsclient import Client
@@ -55,3 +55,30 @@ def test_sends_limited_on_one_transport_are_limited_on_the_other(servers, make_u
     assert over_ws["type"] == "error" and over_ws["code"] == "RATE_LIMITED"
     assert over_http[0] == 429 and int(over_http[1]) >= 1
     assert Message.objects.filter(group=group).count() == 3
+
+
+def test_concurrent_sends_of_several_users_each_stop_exactly_at_their_limit(start_server, make_user):
+    """The rate scripts of concurrent sends leave one server in batches: each send gets its own answer."""
+    server = start_server("http", IM_SEND_RATE="3/min")
+    doctor = make_user(Role.DOCTOR)
+    group = group_create(creator=doctor, group_name="Burst", ai_enabled=False)
+    senders = [doctor]
+    for _ in range(3):
+        patient = make_user(Role.PATIENT)
+        member_add(group=group, user=patient, user_role=Role.PATIENT)
+        senders.append(patient)
+
+    async def scenario():
+        async def burst(user):
+            async with httpx.AsyncClient(base_url=server.url,
+                                         headers={"Authorization": f"Bearer {access_token(user)}"}) as http:
+                answers = await asyncio.gather(*[http.post("/api/message/send", json={
+                    "group_id": group.group_id, "content": f"{user.username} {i}"}) for i in range(8)])
+                return sorted(answer.status_code for answer in answers)
+
+        return await asyncio.gather(*[burst(user) for user in senders])
+
+    for statuses in asyncio.run(scenario()):
+        assert statuses == [201] * 3 + [429] * 5
+    for user in senders:
+        assert Message.objects.filter(group=group, sender=user).count() == 3
