@@ -95,12 +95,16 @@ async def connection():
     pool = await _pool()
     try:
         with _django_errors():
-            async with pool.connection() as conn:
-                _lent.add(conn)
-                try:
-                    yield conn
-                finally:
-                    _lent.discard(conn)
+            # getconn and putconn, not pool.connection(): its `async with conn` commits or rolls back around the
+            # use, which an autocommit connection does not need (1 % of a server's CPU at 500 sends/s); putconn
+            # still rolls back a connection left in a transaction, and replaces a broken one.
+            conn = await pool.getconn()
+            _lent.add(conn)
+            try:
+                yield conn
+            finally:
+                _lent.discard(conn)
+                await pool.putconn(conn)
     except OperationalError as exc:
         if isinstance(exc.__cause__, psycopg.OperationalError):
             # The server went away, or a connection did: check the idle ones now, so that none of those it

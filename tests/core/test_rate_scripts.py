@@ -21,8 +21,8 @@ def _fresh_loop_run(scenario):
             return await scenario()
         finally:
             scripts = throttling._scripts.pop((os.getpid(), asyncio.get_running_loop()), None)
-            if scripts is not None and scripts.conn is not None:
-                await scripts._drop(scripts.conn)
+            if scripts is not None:
+                await scripts._drop()
             client = throttling._async_clients.pop((os.getpid(), asyncio.get_running_loop()), None)
             if client is not None:
                 await client.connection_pool.disconnect()
@@ -55,3 +55,23 @@ def test_a_connection_redis_dropped_is_replaced_and_the_check_still_counts(db, c
     assert second is None
     assert third is not None and third > 0  # the second was counted: the third is refused
     assert "rate not checked" not in caplog.text
+
+
+def test_a_redis_that_stops_answering_delays_a_send_by_the_timeout_only(start_redis, settings, caplog):
+    """A limit is a guard, not a part the service needs: past REDIS_SOCKET_TIMEOUT the send goes on unchecked."""
+    private = start_redis()
+    settings.REDIS_URL, settings.REDIS_SOCKET_TIMEOUT = private.url, 0.5
+
+    async def scenario():
+        assert await throttling.rate_hit_async("scripts_paused", "1/min") is None
+        redis.Redis.from_url(private.url).client_pause(2000)  # every other client's commands wait 2 s
+        started = asyncio.get_running_loop().time()
+        unchecked = await throttling.rate_hit_async("scripts_paused", "1/min")
+        took = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(2)
+        return unchecked, took, await throttling.rate_hit_async("scripts_paused", "1/min")
+
+    unchecked, took, after = _fresh_loop_run(scenario)
+    assert unchecked is None and took < 1.5  # not refused, and not held for the pause
+    assert "rate not checked: TimeoutError" in caplog.text
+    assert after is not None and after > 0  # Redis back: the first send still holds the one allowed
