@@ -116,11 +116,11 @@ def _async_client() -> redis.asyncio.Redis:
 class _Scripts:
     """One event loop's rate scripts, on one Redis connection of their own, written and read in batches.
 
-    Through redis-py's client a script cost about 160 µs of the server's CPU (a connection checked out of the pool
-    and back, its retry wrapper), an eighth of the server's work on a send: here it is one write and one parsed
-    reply on a connection kept for the purpose, and the scripts that come while a batch is in flight leave together
-    after it, as the channel layer's publishes do (imserver.channel_layer). Each caller gets its own reply, or
-    error."""
+    Through redis-py's client a script cost 116-148 µs of the server's CPU on a slow machine (a connection checked
+    out of the pool and back, its retry wrapper, each write under a deadline of its own run as a task), a tenth of
+    the server's work on a send: here it is one write and one parsed reply on a connection kept for the purpose,
+    68-106 µs, and the scripts that come while a batch is in flight leave together after it, as the channel layer's
+    publishes do (imserver.channel_layer). Each caller gets its own reply, or error."""
 
     def __init__(self, pool):
         self.pool = pool  # its settings: the connection is made from them, not lent by it
