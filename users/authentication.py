@@ -57,8 +57,9 @@ class ParsedTokens:
         """Remember a token simplejwt has just validated."""
         size = settings.AUTH_TOKEN_CACHE_SIZE
         expires_at = token.get("exp")
-        if size <= 0 or not isinstance(expires_at, (int, float)) or not self._ready(token):
-            return
+        if size <= 0 or not isinstance(raw_token, bytes) or not isinstance(expires_at, (int, float)) or \
+                not self._ready(token):
+            return  # a str token (simplejwt takes both) is validated by simplejwt every time
         signing_input, _, signature = raw_token.rpartition(b".")
         entry = (token, signing_input, base64.urlsafe_b64decode(signature + b"=" * (-len(signature) % 4)),
                  expires_at)

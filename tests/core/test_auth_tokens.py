@@ -159,3 +159,12 @@ def test_a_token_differing_only_in_its_signature_is_refused(alice, client_for):
     head, _, signature = access.rpartition(".")
     forged = f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
     assert_error(bearer(client_for(), forged).get("/api/user/me"), 401, "NOT_AUTHENTICATED")
+
+
+def test_a_remembered_token_of_a_deactivated_user_is_refused(alice, client_for):
+    access = client_for().post("/api/auth/token", {"username": "alice", "password": PASSWORD},
+                               format="json").json()["access"]
+    client = bearer(client_for(), access)
+    assert client.get("/api/user/me").status_code == 200  # parsed now, remembered from here on
+    user_update(user=alice, is_active=False)
+    assert_error(client.get("/api/user/me"), 401, "NOT_AUTHENTICATED")
