@@ -96,6 +96,11 @@ def _resources(resources: list[dict], start: float, end: float) -> dict:
     }
 
 
+# `peak`: the rate whose step must be sustained, and the share of a step's target rate that keeps its pace.
+PEAK_BAR_PER_S = 600
+KEPT_PACE = 0.99
+
+
 def _peak_steps(coord, samples: dict, params: dict, t0: float) -> list[dict]:
     steps = []
     for raw in coord.lrange("steps", 0, -1):
@@ -107,12 +112,15 @@ def _peak_steps(coord, samples: dict, params: dict, t0: float) -> list[dict]:
         delivered = [ms for at, ms in samples["deliveries"] if start <= at - ms / 1000 < end]
         send, delivery = pct([s[1] for s in ok], 50, 95, 99), pct(delivered, 50, 99)
         achieved = len(ok) / span
+        # The load generator paces each step to its target; what one step's window counts of it varies by a few
+        # sends either way (598.0-601.2 at 600/s in steps whose every send was answered on time). A step kept
+        # pace when it reached KEPT_PACE of its target: short of that, the servers fell behind.
         steps.append({
             "target_per_s": step["rate"], "from_s": round(step["start"] - t0, 1), "to_s": round(end - t0, 1),
             "messages_per_s": round(achieved, 1),
             "deliveries_per_s": round(len(delivered) / span, 1), "errors": len(sent) - len(ok),
             "send_ms": send, "delivery_ms": delivery,
-            "sustained": achieved >= 0.95 * step["rate"] and len(sent) == len(ok)
+            "sustained": achieved >= KEPT_PACE * step["rate"] and len(sent) == len(ok)
             and (delivery["p99"] or 0) <= params["p99_limit_ms"],
         })
     return steps
@@ -162,7 +170,7 @@ def analyse(*, scenario, params, fixture, samples_dir, truth, resources, probes,
         result["peak"] = {"messages_per_s": best["messages_per_s"] if best else 0,
                           "deliveries_per_s": best["deliveries_per_s"] if best else 0,
                           "at_target": best["target_per_s"] if best else None}
-        result["met"] = bool(best) and best["messages_per_s"] >= 600
+        result["met"] = any(s["target_per_s"] >= PEAK_BAR_PER_S for s in sustained)
     elif scenario == "connections":
         result["connections"] = _connection_steps(samples, probes, baseline_rss)
         last = result["connections"][-1] if result["connections"] else {}
