@@ -13,14 +13,13 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, RedisError
 from rest_framework.throttling import BaseThrottle
 
 from imserver.cache import redis_connection_pool
 from imserver.errors import RateLimited
 from imserver.patches import redis_cache_client
+from imserver.redisconn import KeptConnection
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +122,7 @@ class _Scripts:
     publishes do (imserver.channel_layer). Each caller gets its own reply, or error."""
 
     def __init__(self, pool):
-        self.pool = pool  # its settings: the connection is made from them, not lent by it
-        self.conn = None
+        self.kept = KeptConnection(pool, "rate script")  # the pool's settings: made from them, not lent by it
         self.sending = False  # a batch is in flight: what comes meanwhile waits for the next one
         self.waiting: list[tuple[tuple, asyncio.Future]] = []
 
@@ -163,38 +161,14 @@ class _Scripts:
             self.waiting = []
 
     async def _exchange(self, commands: list[tuple]) -> list:
-        replies = []
-        for attempt in (1, 2):  # a kept connection Redis dropped shows at the write or the read: once more, anew
-            conn = self.conn
-            if conn is None:
-                conn = self.conn = self.pool.make_connection()  # the pool's settings, held by this loop alone
-                # One deadline for the whole exchange below instead of one per write and read: redis-py runs a
-                # write under a deadline as a task of its own.
-                conn.socket_timeout = None
-            try:
-                async with asyncio.timeout(settings.REDIS_SOCKET_TIMEOUT):
-                    await conn.send_packed_command(conn.pack_commands(commands[len(replies):]), check_health=False)
-                    while len(replies) < len(commands):
-                        try:
-                            replies.append(await conn.read_response())
-                        except ResponseError as exc:  # this script's own (NoScriptError): the others still come
-                            replies.append(exc)
-                return replies
-            except RedisConnectionError:
-                await self._drop()
-                if attempt == 2:
-                    raise
-            except TimeoutError as exc:
-                await self._drop()
-                raise RedisTimeoutError("rate script timed out") from exc
-            except BaseException:
-                await self._drop()
-                raise
+        return await self.kept.exchange(commands, settings.REDIS_SOCKET_TIMEOUT)
+
+    @property
+    def conn(self):
+        return self.kept.conn
 
     async def _drop(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            await conn.disconnect()
+        await self.kept.drop()
 
 
 _scripts: dict[tuple[int, asyncio.AbstractEventLoop], _Scripts] = {}

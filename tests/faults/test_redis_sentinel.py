@@ -8,16 +8,19 @@ AttributeError ... 'hostname'"), and then respawn (or systemd's Restart=always) 
 import asyncio
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
 import redis as redis_client
 from django.conf import settings
 from django.db import connection
+from redis.asyncio import sentinel
 
 from ai_bridge.models import AIInteractionRecord
 from chat.models import Message, MsgType
 from groups.services import group_create, member_add
+from imserver.redisconn import KeptConnection
 from tests.support.api import access_token
 from tests.support.live import (
     Respawned,
@@ -180,3 +183,22 @@ def ai_replies_once(told: list[dict]) -> list[dict]:
                 for r in replies]
     finally:
         connection.close()  # this runs in a thread of its own: its connection would outlive the test
+
+
+def test_the_connections_kept_for_hot_paths_reach_the_master_the_sentinels_name(redis_failover_set):
+    """The send rate's scripts and the channel layer's publishes each keep a connection of their own
+    (imserver.redisconn.KeptConnection): made from a Sentinel pool, it reaches the master the Sentinels name, not the
+    pool's default address (where a plain first write would connect)."""
+    rs = redis_failover_set
+    pool = sentinel.SentinelConnectionPool("im", sentinel.Sentinel([("127.0.0.1", s.port) for s in rs.sentinels]))
+    key = f"kept-{uuid.uuid4().hex}"
+
+    async def scenario():
+        kept = KeptConnection(pool, "test")
+        try:
+            return await kept.exchange([("SET", key, "on the master"), ("GET", key)])
+        finally:
+            await kept.drop()
+
+    assert asyncio.run(scenario()) == [b"OK", b"on the master"]
+    assert redis_client.Redis(port=rs.master.port).get(key) == b"on the master"

@@ -6,11 +6,11 @@ import socket
 import uuid
 
 import pytest
+import redis
 from channels_redis import pubsub
 from django.conf import settings
-from redis.asyncio.client import Pipeline
-
 from imserver.channel_layer import BatchedPubSubChannelLayer
+from imserver.redisconn import KeptConnection
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs REDIS_URL")
 
@@ -30,13 +30,13 @@ def _layer(hosts=None):
 
 def test_concurrent_publishes_are_delivered_in_order_once_each_in_fewer_round_trips(monkeypatch):
     round_trips = []
-    execute = Pipeline.execute
+    exchange = KeptConnection.exchange
 
-    async def counted(self, *args, **kwargs):
-        round_trips.append(len(self.command_stack))
-        return await execute(self, *args, **kwargs)
+    async def counted(self, commands, *args, **kwargs):
+        round_trips.append(len(commands))
+        return await exchange(self, commands, *args, **kwargs)
 
-    monkeypatch.setattr(Pipeline, "execute", counted)
+    monkeypatch.setattr(KeptConnection, "exchange", counted)
 
     async def scenario():
         layer = _layer()
@@ -52,6 +52,25 @@ def test_concurrent_publishes_are_delivered_in_order_once_each_in_fewer_round_tr
 
     assert asyncio.run(scenario()) == list(range(200))
     assert sum(round_trips) == 200 and len(round_trips) < 200, round_trips
+
+
+def test_a_publish_connection_redis_dropped_is_replaced_and_each_message_arrives_once():
+    async def scenario():
+        layer = _layer()
+        channel = await layer.new_channel()
+        await layer.group_add("care", channel)
+        await layer.group_send("care", {"type": "chat.message", "n": 0})
+        kept = layer._get_layer()._shards[0]._kept  # the shard's own publishing connection: Redis drops it
+        await kept.conn.send_command("CLIENT", "ID")
+        redis.Redis.from_url(settings.REDIS_URL).client_kill_filter(_id=await kept.conn.read_response())
+        await asyncio.wait_for(layer.group_send("care", {"type": "chat.message", "n": 1}), 10)
+        got = [(await asyncio.wait_for(layer.receive(channel), 5))["n"] for _ in range(2)]
+        with pytest.raises(asyncio.TimeoutError):  # nothing twice
+            await asyncio.wait_for(layer.receive(channel), 0.3)
+        await layer.flush()
+        return got
+
+    assert asyncio.run(scenario()) == [0, 1]
 
 
 def test_publishes_redis_never_took_fail():
