@@ -11,6 +11,7 @@ The internals this relies on are checked by tests/realtime/test_channel_layer.py
 import asyncio
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+from django.conf import settings
 
 from imserver.redisconn import KeptConnection
 
@@ -43,7 +44,8 @@ class BatchedPublishShard(RedisSingleShardConnection):
                         await self._drop_kept()
                         self._kept = KeptConnection(self._redis.connection_pool, "publish")
                     replies = await self._kept.exchange([("PUBLISH", channel, message)
-                                                         for channel, message, _ in self._sending])
+                                                         for channel, message, _ in self._sending],
+                                                        settings.REDIS_SOCKET_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - each caller gets the failure (publish logs it)
                 replies = [exc] * len(self._sending)
             for (_, _, done), reply in zip(self._sending, replies):

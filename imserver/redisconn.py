@@ -20,20 +20,19 @@ class KeptConnection:
         self.pool = pool
         self.what = what  # for the timeout's message
         self.conn = None
-        self.deadline: float | None = None  # the connection's own socket timeout, for a whole exchange
 
-    async def exchange(self, commands: list[tuple], deadline: float | None = None) -> list:
+    async def exchange(self, commands: list[tuple], deadline: float) -> list:
         """Each command's reply, in order: a command's own error (ResponseError) is its reply, the others still
-        come. Raises redis's ConnectionError when a fresh connection fails too, its TimeoutError past the deadline
-        (`deadline`, else the connection's socket timeout; None: none)."""
+        come. Raises redis's ConnectionError when a fresh connection fails too, its TimeoutError when the whole
+        exchange (connecting included) takes more than `deadline` seconds."""
         replies = []
         for attempt in (1, 2):  # a kept connection Redis dropped shows at the write or the read: once more, anew
             conn = self.conn
             if conn is None:
                 conn = self.conn = self.pool.make_connection()
-                self.deadline, conn.socket_timeout = conn.socket_timeout, None  # one deadline below, no task
+                conn.socket_timeout = None  # one deadline below for the whole exchange, not a task per write
             try:
-                async with asyncio.timeout(deadline if deadline is not None else self.deadline):
+                async with asyncio.timeout(deadline):
                     if not conn.is_connected:
                         # connect() itself: a Sentinel pool's connection asks the Sentinels for the master there,
                         # where a first write would connect to the pool's default address.

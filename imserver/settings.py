@@ -233,7 +233,8 @@ REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="im")
 # The Sentinels' own password (their `requirepass`), if they have one; the master's is REDIS_URL's.
 REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", default="")
 REDIS_URL = env.str("REDIS_URL", default="redis:///0" if REDIS_SENTINELS else "")
-# Seconds a Redis call of the cache (send-rate counters), the connection slots or a Sentinel query may take.
+# Seconds a Redis call of the cache (send-rate counters), the connection slots, a Sentinel query or a batch of the
+# channel layer's publishes may take.
 REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
 REDIS_SENTINEL_KWARGS = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
                          **({"password": REDIS_SENTINEL_PASSWORD} if REDIS_SENTINEL_PASSWORD else {})}

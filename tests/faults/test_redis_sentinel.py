@@ -196,7 +196,7 @@ def test_the_connections_kept_for_hot_paths_reach_the_master_the_sentinels_name(
     async def scenario():
         kept = KeptConnection(pool, "test")
         try:
-            return await kept.exchange([("SET", key, "on the master"), ("GET", key)])
+            return await kept.exchange([("SET", key, "on the master"), ("GET", key)], 5)
         finally:
             await kept.drop()
 

@@ -9,6 +9,7 @@ import pytest
 import redis
 from channels_redis import pubsub
 from django.conf import settings
+
 from imserver.channel_layer import BatchedPubSubChannelLayer
 from imserver.redisconn import KeptConnection
 
