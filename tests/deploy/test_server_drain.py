@@ -100,8 +100,11 @@ def test_sigterm_under_load_finishes_the_requests_in_flight_and_exits_in_time(st
     # Each sender's request in flight at SIGTERM was answered; after it the port was closed (nothing half-done).
     assert {o[0] for o in outcomes if not o[1]} <= {201, "refused"}, outcomes
     # A draining server closes each keep-alive connection after its response: a sender gets an answer or two more
-    # (the one in flight, one that was on its way), then finds the port closed.
-    assert len([o for o in outcomes if not o[1]]) <= 3 * SENDERS, outcomes
+    # (the one in flight, one that was on its way), then finds the port closed. Counted from when the server could
+    # have seen the signal: under load its loop takes it up some milliseconds after it was sent, and the senders'
+    # requests of those milliseconds are answered as any other.
+    late = [o for o in outcomes if o[0] == 201 and o[2] > term_at[0] + MACHINE_SLACK]
+    assert late == [], f"answered though begun more than {MACHINE_SLACK} s after SIGTERM: {late}"
     assert exited <= BOUND + MACHINE_SLACK, exited
     assert server.proc.returncode == 0, server.output()[-3000:]
     print(f"\n{len(told)} stored, exited {exited:.2f} s after SIGTERM")
