@@ -158,9 +158,19 @@ class DrainingHttpProtocol(HttpToolsProtocol):
                 if DrainingHttpProtocol.draining:
                     cycle.keep_alive = False
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
-            elif message["type"] == "http.response.body":
+                if not isinstance(cycle.transport, _HeadHeld):
+                    cycle.transport = _HeadHeld(cycle.transport)
+                await send(message)
+                return
+            if message["type"] == "http.response.body":
                 cycle.size += len(message.get("body", b""))
-            await send(message)
+            try:
+                await send(message)
+            finally:
+                held = cycle.transport
+                if isinstance(held, _HeadHeld):
+                    cycle.transport = held.transport
+                    held.release()
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 launcher.log_http(cycle.scope["method"], cycle.scope["path"], cycle.status,
                                   time.perf_counter() - cycle.started_at, cycle.size, _address(cycle.scope["client"]))
@@ -178,6 +188,33 @@ class DrainingHttpProtocol(HttpToolsProtocol):
     def quiet(self, now: float) -> bool:
         """Nothing in flight, and no byte for HTTP_SHUTDOWN_IDLE_TIMEOUT: no request is on its way on it."""
         return not self.in_flight() and now - self.heard_at >= settings.HTTP_SHUTDOWN_IDLE_TIMEOUT
+
+
+class _HeadHeld:
+    """A response's transport from its head to its first body part, which leave together in one write: uvicorn
+    writes the head as soon as it has it, and two writes cost the server a second system call and the client a
+    second wake-up (on loopback the kernel hands the bytes over inside the writer's call). A close first sends what
+    is held."""
+
+    __slots__ = ("held", "transport")
+
+    def __init__(self, transport):
+        self.transport, self.held = transport, []
+
+    def write(self, data) -> None:
+        self.held.append(data)
+
+    def release(self) -> None:
+        if self.held:
+            self.transport.write(b"".join(self.held))
+            self.held.clear()
+
+    def close(self) -> None:
+        self.release()
+        self.transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
 
 
 class Server(uvicorn.Server):

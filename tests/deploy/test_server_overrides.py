@@ -181,6 +181,9 @@ def test_uvicorn_httptools_protocol_paths():
     send = source(RequestResponseCycle.send)
     assert "if not self.keep_alive:" in send and "self.transport.close()" in send
     assert "self.response_complete = True" in send
+    # Head and body are written through the cycle's own transport attribute, which _HeadHeld stands in for.
+    assert "self.transport = transport" in source(RequestResponseCycle.__init__)
+    assert 'self.transport.write(b"".join(content))' in send and "self.transport.write(body)" in send
     # uvicorn's own shutdown, which ours replaces: it closes idle keep-alive connections at once.
     assert "self.transport.close()" in source(HttpToolsProtocol.shutdown)
 
