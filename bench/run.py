@@ -78,7 +78,7 @@ def main(argv=None):
         parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = recorded_command(argv if argv is not None else sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="im-bench-"))
     database_url = bench_database_url()
     print(f"[bench] database {urlsplit(database_url).path.lstrip('/')}, logs in {work}", flush=True)
@@ -149,6 +149,28 @@ class Shared:
 
     def stop(self):
         self.redis.stop()
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command line as the results record it: an --out folder outside the project is written as DIR (the
+    results are committed, and a path of one machine means nothing on another)."""
+    words, hide = [], False
+    for arg in argv:
+        if hide:
+            words.append(arg if _inside_project(arg) else "DIR")
+            hide = False
+        elif arg == "--out":
+            words.append(arg)
+            hide = True
+        elif arg.startswith("--out="):
+            words.append(arg if _inside_project(arg[6:]) else "--out=DIR")
+        else:
+            words.append(arg)
+    return "python -m bench.run " + " ".join(shlex.quote(w) for w in words)
+
+
+def _inside_project(path: str) -> bool:
+    return Path(path).resolve().is_relative_to(ROOT)
 
 
 def _steps_to(total: int) -> list[int]:
