@@ -205,9 +205,10 @@ class _HeadHeld:
         self.held.append(data)
 
     def release(self) -> None:
-        if self.held:
+        """Write what is held; to a client already gone, nothing (uvicorn's own sends then write nothing either)."""
+        if self.held and not self.transport.is_closing():
             self.transport.write(b"".join(self.held))
-            self.held.clear()
+        self.held.clear()
 
     def close(self) -> None:
         self.release()

@@ -11,6 +11,7 @@ import uvicorn
 from imserver.server_uvicorn import DrainingHttpProtocol
 
 PAUSE = 0.5  # seconds the application waits between the head and the body: far more than a loopback write takes
+FAILED_SENDS: list[Exception] = []
 
 
 async def application(scope, receive, send):
@@ -26,14 +27,17 @@ async def application(scope, receive, send):
         await asyncio.sleep(PAUSE)
         await send({"type": "http.response.body", "body": b"second"})
     else:
-        await send({"type": "http.response.body", "body": b"0123456789"})
+        try:
+            await send({"type": "http.response.body", "body": b"0123456789"})
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            FAILED_SENDS.append(exc)
 
 
 @pytest.fixture(scope="module")
 def server():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(application, http=DrainingHttpProtocol, loop="asyncio", lifespan="off",
+    config = uvicorn.Config(application, http=DrainingHttpProtocol, loop="uvloop", lifespan="off",
                             log_config=None, access_log=False)
     serving = uvicorn.Server(config)
     thread = threading.Thread(target=serving.run, kwargs={"sockets": [listener]}, daemon=True)
@@ -79,3 +83,11 @@ def test_a_streamed_answer_sends_its_head_with_the_first_part_and_the_rest_as_it
     assert len(got) == 2, got
     assert got[0].startswith(b"HTTP/1.1 200 OK\r\n") and got[0].endswith(b"\r\n\r\n5\r\nfirst\r\n")
     assert got[1] == b"6\r\nsecond\r\n0\r\n\r\n"
+
+
+def test_a_client_gone_before_the_body_costs_the_application_nothing(server):
+    with socket.create_connection(server, timeout=5) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    time.sleep(PAUSE * 2)  # the application sends its body to the closed connection
+    assert FAILED_SENDS == []
+    assert len(reads(server, "/")) == 1  # and the server answers the next client as before
