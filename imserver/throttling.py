@@ -163,13 +163,6 @@ class _Scripts:
     async def _exchange(self, commands: list[tuple]) -> list:
         return await self.kept.exchange(commands, settings.REDIS_SOCKET_TIMEOUT)
 
-    @property
-    def conn(self):
-        return self.kept.conn
-
-    async def _drop(self) -> None:
-        await self.kept.drop()
-
 
 _scripts: dict[tuple[int, asyncio.AbstractEventLoop], _Scripts] = {}
 

@@ -22,7 +22,7 @@ def _fresh_loop_run(scenario):
         finally:
             scripts = throttling._scripts.pop((os.getpid(), asyncio.get_running_loop()), None)
             if scripts is not None:
-                await scripts._drop()
+                await scripts.kept.drop()
             client = throttling._async_clients.pop((os.getpid(), asyncio.get_running_loop()), None)
             if client is not None:
                 await client.connection_pool.disconnect()
@@ -43,7 +43,7 @@ def test_checks_made_at_once_are_each_counted_once_and_each_answered(db):
 def test_a_connection_redis_dropped_is_replaced_and_the_check_still_counts(db, caplog):
     async def scenario():
         assert await throttling.rate_hit_async("scripts_dropped", "2/min") is None
-        conn = throttling._loop_scripts().conn  # the loop's own connection: Redis drops it
+        conn = throttling._loop_scripts().kept.conn  # the loop's own connection: Redis drops it
         await conn.send_command("CLIENT", "ID")
         client_id = await conn.read_response()
         redis.Redis.from_url(settings.REDIS_URL).client_kill_filter(_id=client_id)
