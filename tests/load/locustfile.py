@@ -36,6 +36,7 @@ COORD = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(FIXTUR
                                                                            timeout=60))
 SENDING_ROLES = {"seed": {"DOCTOR", "PATIENT"}, "peak": {"DOCTOR", "PATIENT"}, "ai": {"PATIENT"}}.get(SCENARIO, set())
 SENDERS = sum(1 for m in MEMBERS if m["role"] in SENDING_ROLES)
+SEND_TIMEOUT = PARAMS.get("send_timeout", 30)  # seconds a send may wait for its answer, over HTTP or the WebSocket
 
 
 class Samples:
@@ -187,7 +188,7 @@ class Http:
     fails is dropped (the send counts as failed) and the next request opens a new one; one the server closes
     (`Connection: close`) is dropped after its answer."""
 
-    def __init__(self, server: str, token: str, timeout: float = 30):
+    def __init__(self, server: str, token: str, timeout: float):
         url = urlsplit(server)
         self.address, self.timeout = (url.hostname, url.port or 80), timeout
         self.host = url.netloc.encode()
@@ -252,7 +253,7 @@ class CareTeamMember(User):
         self.user_id, self.token, self.role = member["user_id"], member["token"], member["role"]
         self.group_id = member["group_id"]
         server = SERVERS[self.slot % len(SERVERS)]
-        self.http = Http(server, self.token)
+        self.http = Http(server, self.token, SEND_TIMEOUT)
         self.acks: dict[str, AsyncResult] = {}
         self.awaiting_ai: dict[str, tuple[str, float]] = {}  # message_id -> (group_id, sent at), answers awaited
         self.seqs: dict[str, int] = {}  # message_id -> seq of the patients' messages seen (ai scenario)
@@ -441,7 +442,7 @@ class CareTeamMember(User):
             waiter = self.acks[client_msg_id] = AsyncResult()
             try:
                 self.ws.send(json.dumps({"type": "send_message", **body}))
-                message = waiter.get(timeout=PARAMS.get("send_timeout", 30))
+                message = waiter.get(timeout=SEND_TIMEOUT)
             except Exception as exc:  # noqa: BLE001 - an error frame, a timeout or a closed socket
                 self.acks.pop(client_msg_id, None)
                 error = exc
